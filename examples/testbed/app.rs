@@ -1,0 +1,62 @@
+//! The testbed application: the routes tests and benchmarks rely on.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use skyrocket::{Environ, Input, Reply};
+
+/// The largest body `/echo` sends back.
+const ECHO_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Routes a request to its handler.
+pub fn testbed(env: &Environ, input: &mut Input<'_>) -> Reply {
+    let path = env.path_info();
+    match (env.method(), path.as_ref()) {
+        ("GET" | "HEAD", "/hello") => Reply::text(StatusCode::OK, "Hello, World!"),
+        ("POST", "/echo") => echo(input),
+        ("GET", "/sleep") => sleep(env),
+        ("GET", "/stream") => stream(env),
+        ("GET", "/panic") => panic!("the testbed's /panic route"),
+        ("GET" | "HEAD", p) if p.starts_with("/environ") => environ(env),
+        _ => Reply::text(StatusCode::NOT_FOUND, "Not Found\n"),
+    }
+}
+
+fn echo(input: &mut Input<'_>) -> Reply {
+    let mut body = Vec::new();
+    match input.take(ECHO_LIMIT as u64).read_to_end(&mut body) {
+        Ok(_) => Reply::text(StatusCode::OK, body),
+        Err(e) => Reply::text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
+fn query_number(env: &Environ, key: &str) -> Option<u64> {
+    env.query_string()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn sleep(env: &Environ) -> Reply {
+    let ms = query_number(env, "ms").unwrap_or(0).min(60_000);
+    std::thread::sleep(Duration::from_millis(ms));
+    Reply::text(StatusCode::OK, format!("slept {ms} ms\n"))
+}
+
+fn stream(env: &Environ) -> Reply {
+    let n = query_number(env, "n").unwrap_or(3).min(100_000);
+    let chunks = (0..n).map(|i| Ok(Bytes::from(format!("chunk {i}\n"))));
+    Reply::stream(StatusCode::OK, chunks)
+}
+
+fn environ(env: &Environ) -> Reply {
+    let lines: String = env
+        .vars()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    Reply::text(StatusCode::OK, lines)
+}

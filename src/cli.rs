@@ -1,0 +1,134 @@
+//! The command line shared by the `skyrocket` binary and the examples.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::app::Application;
+use crate::config::{Config, ConfigBuilder};
+
+/// Rocket's options as flags.
+#[derive(Debug, Parser)]
+#[command(name = "skyrocket", version, about = "A multithreaded WSGI-style HTTP/1.1 server")]
+pub struct Cli {
+    /// Address to listen on, IP:PORT or [IPv6]:PORT (repeatable; port 0 = any free port).
+    #[arg(long = "bind", value_name = "ADDR:PORT")]
+    pub bind: Vec<String>,
+    /// What to serve.
+    #[arg(long, value_enum, default_value_t = MethodArg::Wsgi)]
+    pub method: MethodArg,
+    /// Directory served by `--method fs`.
+    #[arg(long, value_name = "DIR")]
+    pub document_root: Option<PathBuf>,
+    /// List directories without an index.html (`--method fs`).
+    #[arg(long)]
+    pub display_index: bool,
+    /// Fewest worker threads.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub min_threads: usize,
+    /// Most worker threads (0 = no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_threads: usize,
+    /// Listen backlog (default: the system's SOMAXCONN).
+    #[arg(long, value_name = "N")]
+    pub queue_size: Option<u32>,
+    /// Seconds an idle keep-alive connection is kept.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "600")]
+    pub timeout: Duration,
+    /// Seconds a request head may take, and the longest stall in a body.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "10")]
+    pub read_timeout: Duration,
+    /// Seconds a graceful stop waits for in-flight requests.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "30")]
+    pub shutdown_timeout: Duration,
+    /// Leave SIGTERM, SIGINT, SIGHUP and SIGUSR1 alone.
+    #[arg(long)]
+    pub no_signals: bool,
+}
+
+/// `--method`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// Run an application.
+    Wsgi,
+    /// Serve files from `--document-root`.
+    Fs,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a valid duration"))
+}
+
+impl Cli {
+    /// The configuration builder these flags describe.
+    pub fn builder(&self) -> Result<ConfigBuilder, String> {
+        if self.method == MethodArg::Fs {
+            return Err("--method fs is not available in this version yet".into());
+        }
+        let mut builder = Config::builder()
+            .min_threads(self.min_threads)
+            .max_threads(self.max_threads)
+            .timeout(self.timeout)
+            .read_timeout(self.read_timeout)
+            .shutdown_timeout(self.shutdown_timeout)
+            .handle_signals(!self.no_signals);
+        if let Some(n) = self.queue_size {
+            builder = builder.queue_size(n);
+        }
+        Ok(self.bind.iter().fold(builder, |b, addr| b.bind(addr.clone())))
+    }
+}
+
+/// Parses the command line, serves `app` (or the demo page) and returns the exit status.
+pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> ExitCode {
+    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => return fail(first_line(&e.to_string())),
+    };
+    let builder = match cli.builder() {
+        Ok(builder) => app.map_or(builder.clone(), |with_app| with_app(builder)),
+        Err(e) => return fail(&e),
+    };
+    let config = match builder.build() {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string()),
+    };
+    match crate::run(config, announce) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Serves `app` with the command line's settings (used by examples).
+pub fn main_with(app: impl Application) -> ExitCode {
+    main(Some(Box::new(move |builder| builder.app(app))))
+}
+
+/// Prints Rocket's start-up line with the real bound ports.
+fn announce(addrs: &[SocketAddr]) {
+    let list: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    eprintln!("Listening on sockets: {}", list.join(", "));
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or(text)
+}
+
+fn fail(message: &str) -> ExitCode {
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    eprintln!("skyrocket: error: {message}");
+    ExitCode::from(2)
+}
+
+/// `RUST_LOG` rules; unset, lifecycle messages are shown and the access log is off.
+fn init_logging() {
+    let default = "info,skyrocket::access=off";
+    let env = env_logger::Env::default().default_filter_or(default);
+    let _ = env_logger::Builder::from_env(env).try_init();
+}

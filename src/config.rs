@@ -1,0 +1,339 @@
+//! Rocket's configuration: a builder with documented defaults, validated once at build time.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::Application;
+use crate::http::Limits;
+
+/// The address used when no interface is given, as Rocket's default.
+pub const DEFAULT_INTERFACE: &str = "127.0.0.1:8000";
+
+/// One address to listen on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// The socket address to bind (port 0 picks a free port).
+    pub addr: SocketAddr,
+}
+
+/// What the server does with a request: Rocket's `method` option.
+#[derive(Clone)]
+pub enum Method {
+    /// Run an application (`method = 'wsgi'`).
+    Wsgi(Arc<dyn Application>),
+}
+
+impl fmt::Debug for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Method::Wsgi(_) => f.write_str("Wsgi(..)"),
+        }
+    }
+}
+
+/// A validated configuration; build it with [`Config::builder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; several interfaces, IPv4 and IPv6, are allowed.
+    pub interfaces: Vec<Interface>,
+    /// What to serve.
+    pub method: Method,
+    /// Workers kept even when idle (always > 0).
+    pub min_threads: usize,
+    /// Upper bound on workers; 0 means no limit.
+    pub max_threads: usize,
+    /// The listen backlog handed to the kernel.
+    pub queue_size: u32,
+    /// How long an idle keep-alive connection is kept open.
+    pub timeout: Duration,
+    /// How long a request head may take to arrive, and the longest stall while reading a body.
+    pub read_timeout: Duration,
+    /// How long a graceful stop waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+    /// Whether the server installs SIGTERM/SIGINT/SIGHUP/SIGUSR1 handlers.
+    pub handle_signals: bool,
+    /// Size limits of a request head.
+    pub limits: Limits,
+    /// The period of the Monitor's tick, which drives pool shrinking and liveness checks.
+    pub tick: Duration,
+    /// The value of the `Server` response header.
+    pub server_name: String,
+}
+
+impl Config {
+    /// Starts a builder with Rocket's defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+}
+
+/// Builds a [`Config`]; every setter documents its default.
+#[derive(Clone)]
+pub struct ConfigBuilder {
+    /// Addresses as given, parsed at build time so errors name the text.
+    interfaces: Vec<String>,
+    /// The application, if one was given; `None` serves the demo page.
+    app: Option<Arc<dyn Application>>,
+    /// See [`Config::min_threads`].
+    min_threads: usize,
+    /// See [`Config::max_threads`].
+    max_threads: usize,
+    /// See [`Config::queue_size`].
+    queue_size: u32,
+    /// See [`Config::timeout`].
+    timeout: Duration,
+    /// See [`Config::read_timeout`].
+    read_timeout: Duration,
+    /// See [`Config::shutdown_timeout`].
+    shutdown_timeout: Duration,
+    /// See [`Config::handle_signals`].
+    handle_signals: bool,
+    /// See [`Config::limits`].
+    limits: Limits,
+    /// See [`Config::tick`].
+    tick: Duration,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        ConfigBuilder {
+            interfaces: Vec::new(),
+            app: None,
+            min_threads: 10,
+            max_threads: 0,
+            queue_size: libc::SOMAXCONN as u32,
+            timeout: Duration::from_secs(600),
+            read_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+            handle_signals: true,
+            limits: Limits::default(),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ConfigBuilder {
+    /// Adds an interface such as `127.0.0.1:8000` or `[::1]:0` (default: 127.0.0.1:8000).
+    pub fn bind(mut self, addr: impl Into<String>) -> Self {
+        self.interfaces.push(addr.into());
+        self
+    }
+
+    /// Sets the application (default: the built-in demo page that shows the environ).
+    pub fn app(mut self, app: impl Application) -> Self {
+        self.app = Some(Arc::new(app));
+        self
+    }
+
+    /// Sets the fewest workers (default 10; must be > 0).
+    pub fn min_threads(mut self, n: usize) -> Self {
+        self.min_threads = n;
+        self
+    }
+
+    /// Sets the most workers (default 0 = no limit; otherwise >= min_threads).
+    pub fn max_threads(mut self, n: usize) -> Self {
+        self.max_threads = n;
+        self
+    }
+
+    /// Sets the listen backlog (default SOMAXCONN).
+    pub fn queue_size(mut self, n: u32) -> Self {
+        self.queue_size = n;
+        self
+    }
+
+    /// Sets the keep-alive idle timeout (default 600 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Sets the head arrival and body stall timeout (default 10 s).
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = d;
+        self
+    }
+
+    /// Sets how long a graceful stop waits (default 30 s).
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// Enables or disables signal handling (default true).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.handle_signals = on;
+        self
+    }
+
+    /// Sets the largest accepted request head in bytes (default 64 KiB).
+    pub fn max_head(mut self, bytes: usize) -> Self {
+        self.limits.max_head = bytes;
+        self
+    }
+
+    /// Sets the Monitor's tick period (default 1 s); tests use small values.
+    pub fn tick(mut self, d: Duration) -> Self {
+        self.tick = d;
+        self
+    }
+
+    /// Validates the settings and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.check_numbers()?;
+        let interfaces = parse_interfaces(&self.interfaces)?;
+        let app = self.app.unwrap_or_else(|| Arc::new(crate::demo::Demo));
+        Ok(Config {
+            interfaces,
+            method: Method::Wsgi(app),
+            min_threads: self.min_threads,
+            max_threads: self.max_threads,
+            queue_size: self.queue_size,
+            timeout: self.timeout,
+            read_timeout: self.read_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            handle_signals: self.handle_signals,
+            limits: self.limits,
+            tick: self.tick,
+            server_name: format!("skyrocket/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    fn check_numbers(&self) -> Result<(), ConfigError> {
+        if self.min_threads == 0 {
+            return Err(ConfigError::MinThreadsZero);
+        }
+        if self.max_threads != 0 && self.max_threads < self.min_threads {
+            return Err(ConfigError::MaxBelowMin {
+                min: self.min_threads,
+                max: self.max_threads,
+            });
+        }
+        if self.queue_size == 0 {
+            return Err(ConfigError::ZeroQueueSize);
+        }
+        let durations = [
+            ("timeout", self.timeout),
+            ("read_timeout", self.read_timeout),
+            ("tick", self.tick),
+        ];
+        match durations.iter().find(|(_, d)| d.is_zero()) {
+            Some((name, _)) => Err(ConfigError::ZeroDuration(name)),
+            None if self.limits.max_head < 64 => Err(ConfigError::HeadLimitTooSmall),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_interfaces(given: &[String]) -> Result<Vec<Interface>, ConfigError> {
+    let defaults = [DEFAULT_INTERFACE.to_string()];
+    let texts = if given.is_empty() { &defaults[..] } else { given };
+    texts
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map(|addr| Interface { addr })
+                .map_err(|_| ConfigError::BadAddress(text.clone()))
+        })
+        .collect()
+}
+
+/// A setting that cannot work, found at build time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `min_threads` was 0.
+    MinThreadsZero,
+    /// `max_threads` was below `min_threads` (and not 0).
+    MaxBelowMin {
+        /// The configured minimum.
+        min: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The listen backlog was 0.
+    ZeroQueueSize,
+    /// A duration that must be positive was zero.
+    ZeroDuration(&'static str),
+    /// The head limit cannot hold even a minimal request.
+    HeadLimitTooSmall,
+    /// An interface was not `IP:PORT` (IPv6 as `[::1]:PORT`).
+    BadAddress(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::MinThreadsZero => f.write_str("min_threads must be greater than 0"),
+            ConfigError::MaxBelowMin { min, max } => write!(
+                f,
+                "max_threads ({max}) must be 0 (no limit) or at least min_threads ({min})"
+            ),
+            ConfigError::ZeroQueueSize => f.write_str("queue_size must be greater than 0"),
+            ConfigError::ZeroDuration(name) => write!(f, "{name} must be greater than 0"),
+            ConfigError::HeadLimitTooSmall => f.write_str("the head limit must be at least 64"),
+            ConfigError::BadAddress(text) => {
+                write!(f, "invalid address {text:?}: expected IP:PORT or [IPv6]:PORT")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_rockets() {
+        let c = Config::builder().build().unwrap();
+        assert_eq!(c.interfaces[0].addr, DEFAULT_INTERFACE.parse().unwrap());
+        assert_eq!((c.min_threads, c.max_threads), (10, 0));
+        assert_eq!(c.timeout, Duration::from_secs(600));
+        assert_eq!(c.read_timeout, Duration::from_secs(10));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.queue_size, libc::SOMAXCONN as u32);
+        assert!(c.handle_signals);
+        assert_eq!(c.limits.max_head, 64 * 1024);
+    }
+
+    #[test]
+    fn invalid_settings_are_errors() {
+        let b = Config::builder;
+        let table: Vec<(ConfigBuilder, ConfigError)> = vec![
+            (b().min_threads(0), ConfigError::MinThreadsZero),
+            (
+                b().min_threads(5).max_threads(4),
+                ConfigError::MaxBelowMin { min: 5, max: 4 },
+            ),
+            (b().queue_size(0), ConfigError::ZeroQueueSize),
+            (b().timeout(Duration::ZERO), ConfigError::ZeroDuration("timeout")),
+            (
+                b().read_timeout(Duration::ZERO),
+                ConfigError::ZeroDuration("read_timeout"),
+            ),
+            (b().max_head(10), ConfigError::HeadLimitTooSmall),
+            (b().bind("localhost"), ConfigError::BadAddress("localhost".into())),
+            (b().bind("::1:80"), ConfigError::BadAddress("::1:80".into())),
+        ];
+        for (builder, expected) in table {
+            assert_eq!(builder.build().unwrap_err(), expected);
+        }
+    }
+
+    #[test]
+    fn several_interfaces_ipv4_and_ipv6() {
+        let c = Config::builder()
+            .bind("127.0.0.1:0")
+            .bind("[::1]:0")
+            .min_threads(1)
+            .max_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(c.interfaces.len(), 2);
+        assert!(c.interfaces[1].addr.is_ipv6());
+    }
+}

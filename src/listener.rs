@@ -1,0 +1,143 @@
+//! The Listener actor: accepts connections on one interface and sends them to the Dispatcher.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use tokio::io::unix::AsyncFd;
+
+use crate::dispatcher::Connection;
+use crate::stats::Stats;
+
+/// How long accepting pauses after an error such as running out of file descriptors.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Stops accepting; the listening socket stays open with the Server (connections wait in the
+/// kernel's backlog).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Pause;
+
+/// Accepts on one listening socket.
+pub struct Listener {
+    /// A duplicate of the Server's listening socket (non-blocking), taken when started.
+    socket: Option<TcpListener>,
+    /// The bound address.
+    addr: SocketAddr,
+    /// Where accepted connections go.
+    dispatcher: Recipient<Connection>,
+    /// Shared totals.
+    stats: Arc<Stats>,
+}
+
+impl Listener {
+    /// A Listener on `socket` (a non-blocking duplicate of the Server's).
+    pub fn new(socket: TcpListener, dispatcher: Recipient<Connection>, stats: Arc<Stats>) -> Self {
+        let addr = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        Listener {
+            socket: Some(socket),
+            addr,
+            dispatcher,
+            stats,
+        }
+    }
+}
+
+impl Actor for Listener {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        // SAFETY: the AsyncFd owns the std TcpListener, whose descriptor is open and the same
+        // for the listener's whole life; nothing else closes it (the Server holds a duplicate).
+        match unsafe { AsyncFd::register(socket) } {
+            Ok(fd) => {
+                let accepting = Accepting {
+                    fd,
+                    addr: self.addr,
+                    dispatcher: self.dispatcher.clone(),
+                    stats: self.stats.clone(),
+                };
+                ctx.spawn(accepting.run().into_actor(self));
+            }
+            Err(e) => {
+                log::error!("cannot watch listening socket {}: {}", self.addr, e);
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl actix::Handler<Pause> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, _: Pause, ctx: &mut Self::Context) {
+        log::debug!("stopped accepting on {}", self.addr);
+        ctx.stop();
+    }
+}
+
+/// The accept loop's state.
+struct Accepting {
+    /// The listening socket, registered with this arbiter's event loop.
+    fd: AsyncFd<TcpListener>,
+    /// The bound address (SERVER_NAME/PORT unless bound to a wildcard).
+    addr: SocketAddr,
+    /// Where accepted connections go.
+    dispatcher: Recipient<Connection>,
+    /// Shared totals.
+    stats: Arc<Stats>,
+}
+
+impl Accepting {
+    async fn run(self) {
+        loop {
+            let mut ready = match self.fd.readable().await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    log::error!("listening socket {} failed: {e}", self.addr);
+                    return;
+                }
+            };
+            match ready.try_io(|fd| fd.get_ref().accept()) {
+                Ok(Ok((stream, peer))) => self.hand_over(stream, peer),
+                Ok(Err(e)) => pause_after(e).await,
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let local = match self.addr.ip().is_unspecified() {
+            true => stream.local_addr().unwrap_or(self.addr),
+            false => self.addr,
+        };
+        log::debug!("{peer}: accepted on {local}");
+        self.stats.connection_accepted();
+        self.dispatcher.do_send(Connection {
+            stream,
+            peer,
+            local,
+            buffered: BytesMut::new(),
+        });
+    }
+}
+
+async fn pause_after(err: io::Error) {
+    if matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+    ) {
+        return;
+    }
+    log::warn!("accept failed: {err}; pausing");
+    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+}

@@ -1,0 +1,316 @@
+//! The Server actor: binds the interfaces, owns the other actors, and coordinates `Start`,
+//! `Stop`, `Restart` and `Status`.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{Config, Interface, Method};
+use crate::dispatcher::{Dispatcher, Drain, Shutdown};
+use crate::listener::{Listener, Pause};
+use crate::monitor::{Close, Monitor};
+use crate::stats::{Stats, StatusReport};
+use crate::worker::{Settings, Worker};
+
+/// Bind the interfaces (if not yet bound) and start serving; answers the bound addresses.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<SocketAddr>, ServerError>")]
+pub struct Start;
+
+/// Stop serving and close the listening sockets.
+///
+/// Graceful: in-flight requests finish (within `shutdown_timeout`) and their responses say
+/// `Connection: close`; idle connections close at once. Otherwise workers are stopped at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop {
+    /// Wait for in-flight requests.
+    pub graceful: bool,
+}
+
+/// Replace the workers and the Monitor, keeping the listening sockets open.
+#[derive(Message)]
+#[rtype(result = "Result<(), ServerError>")]
+pub struct Restart;
+
+/// Report gauges and totals.
+#[derive(Message)]
+#[rtype(result = "StatusReport")]
+pub struct Status;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum ServerError {
+    /// An interface could not be bound.
+    Bind {
+        /// The interface.
+        addr: SocketAddr,
+        /// The system's reason.
+        source: io::Error,
+    },
+    /// The server actor is gone.
+    Gone,
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
+            ServerError::Gone => f.write_str("the server has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// One generation of workers with its Dispatcher and Monitor; a restart replaces it.
+struct Pool {
+    /// Routes connections to workers.
+    dispatcher: Addr<Dispatcher>,
+    /// Watches idle connections.
+    monitor: Addr<Monitor>,
+    /// Tells the workers to finish up.
+    draining: Arc<AtomicBool>,
+}
+
+impl Pool {
+    fn start(config: &Config, stats: &Arc<Stats>) -> Pool {
+        let Method::Wsgi(app) = &config.method;
+        let draining = Arc::new(AtomicBool::new(false));
+        let settings = Arc::new(Settings {
+            app: app.clone(),
+            limits: config.limits,
+            read_timeout: config.read_timeout,
+            server_name: config.server_name.clone(),
+            stats: stats.clone(),
+            draining: draining.clone(),
+        });
+        let dispatcher_ctx = actix::Context::<Dispatcher>::new();
+        let to_dispatcher = dispatcher_ctx.address();
+        let monitor = Monitor::new(
+            config.timeout,
+            config.tick,
+            to_dispatcher.clone().recipient(),
+            to_dispatcher.recipient(),
+            stats.clone(),
+        )
+        .start();
+        let factory = Worker::factory(settings, monitor.clone().recipient());
+        let pool = Dispatcher::new(config.min_threads, config.max_threads, factory, stats.clone());
+        Pool {
+            dispatcher: dispatcher_ctx.run(pool),
+            monitor,
+            draining,
+        }
+    }
+
+    async fn stop(self, graceful: bool, deadline: Duration) {
+        self.draining.store(true, Ordering::Relaxed);
+        let _ = self.monitor.send(Close).await;
+        if graceful && tokio::time::timeout(deadline, self.dispatcher.send(Drain)).await.is_err() {
+            log::warn!("shutdown timeout passed with requests still in flight");
+        }
+        let _ = self.dispatcher.send(Shutdown).await;
+    }
+}
+
+/// What runs while the server is started.
+struct Running {
+    /// One per interface.
+    listeners: Vec<Addr<Listener>>,
+    /// The current pool.
+    pool: Pool,
+}
+
+/// Owns the listening sockets and the actors that serve them.
+pub struct Server {
+    /// The configuration.
+    config: Arc<Config>,
+    /// The listening sockets, kept across restarts.
+    sockets: Vec<TcpListener>,
+    /// The actors, while started.
+    running: Option<Running>,
+    /// Gauges and totals, kept across restarts.
+    stats: Arc<Stats>,
+    /// Stop the actix system after `Stop` (standalone use).
+    exit_on_stop: bool,
+}
+
+impl Server {
+    /// A server for `config`, not yet started (send it [`Start`]).
+    pub fn new(config: Config) -> Self {
+        Server {
+            config: Arc::new(config),
+            sockets: Vec::new(),
+            running: None,
+            stats: Arc::new(Stats::default()),
+            exit_on_stop: false,
+        }
+    }
+
+    /// Makes `Stop` also stop the actix system, as a standalone server does.
+    pub fn exit_on_stop(mut self) -> Self {
+        self.exit_on_stop = true;
+        self
+    }
+
+    fn bound_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
+    }
+
+    fn bind_all(&mut self) -> Result<(), ServerError> {
+        if self.sockets.is_empty() {
+            let backlog = self.config.queue_size;
+            self.sockets = (self.config.interfaces.iter())
+                .map(|iface| bind(iface, backlog))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(())
+    }
+
+    fn start_listeners(&self, pool: &Pool) -> Vec<Addr<Listener>> {
+        let mut listeners = Vec::new();
+        for socket in &self.sockets {
+            match socket.try_clone() {
+                Ok(dup) => {
+                    let to = pool.dispatcher.clone().recipient();
+                    listeners.push(Listener::new(dup, to, self.stats.clone()).start());
+                }
+                Err(e) => log::error!("cannot share a listening socket: {e}"),
+            }
+        }
+        listeners
+    }
+
+    fn start(&mut self) -> Result<Vec<SocketAddr>, ServerError> {
+        if self.running.is_none() {
+            self.bind_all()?;
+            let pool = Pool::start(&self.config, &self.stats);
+            let listeners = self.start_listeners(&pool);
+            self.running = Some(Running { listeners, pool });
+            log::info!("serving on {:?}", self.bound_addrs());
+        }
+        Ok(self.bound_addrs())
+    }
+}
+
+fn bind(iface: &Interface, backlog: u32) -> Result<TcpListener, ServerError> {
+    let addr = iface.addr;
+    let fail = |source| ServerError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(fail)?;
+    }
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(socket.into())
+}
+
+async fn retire(running: Running, graceful: bool, deadline: Duration) {
+    for listener in running.listeners {
+        let _ = listener.send(Pause).await;
+    }
+    running.pool.stop(graceful, deadline).await;
+}
+
+impl Actor for Server {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if self.config.handle_signals {
+            ctx.spawn(watch_signals(ctx.address()).into_actor(self));
+        }
+    }
+}
+
+impl actix::Handler<Start> for Server {
+    type Result = Result<Vec<SocketAddr>, ServerError>;
+
+    fn handle(&mut self, _: Start, _ctx: &mut Self::Context) -> Self::Result {
+        self.start()
+    }
+}
+
+impl actix::Handler<Stop> for Server {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
+        log::info!("stopping (graceful: {})", msg.graceful);
+        let running = self.running.take();
+        let deadline = self.config.shutdown_timeout;
+        let stopping = async move {
+            if let Some(running) = running {
+                retire(running, msg.graceful, deadline).await;
+            }
+        };
+        AtomicResponse::new(Box::pin(stopping.into_actor(self).map(|(), server, _| {
+            server.sockets.clear();
+            log::info!("stopped");
+            if server.exit_on_stop {
+                System::current().stop();
+            }
+        })))
+    }
+}
+
+impl actix::Handler<Restart> for Server {
+    type Result = AtomicResponse<Self, Result<(), ServerError>>;
+
+    fn handle(&mut self, _: Restart, _ctx: &mut Self::Context) -> Self::Result {
+        log::info!("restarting");
+        let old = self.running.take();
+        let started = self.start().map(|_| ());
+        let deadline = self.config.shutdown_timeout;
+        let retiring = async move {
+            if let Some(old) = old {
+                retire(old, true, deadline).await;
+            }
+        };
+        AtomicResponse::new(Box::pin(retiring.into_actor(self).map(move |(), _, _| {
+            log::info!("restarted");
+            started
+        })))
+    }
+}
+
+impl actix::Handler<Status> for Server {
+    type Result = MessageResult<Status>;
+
+    fn handle(&mut self, _: Status, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats.report(self.running.is_some()))
+    }
+}
+
+/// SIGTERM and SIGINT stop gracefully; SIGHUP and SIGUSR1 restart, as Rocket does.
+async fn watch_signals(server: Addr<Server>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::hangup(),
+        SignalKind::user_defined1(),
+    ];
+    let streams: io::Result<Vec<_>> = kinds.iter().map(|k| signal(*k)).collect();
+    let Ok(Ok([mut term, mut int, mut hup, mut usr1])) = streams.map(<[_; 4]>::try_from) else {
+        log::warn!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => server.do_send(Stop { graceful: true }),
+            _ = int.recv() => server.do_send(Stop { graceful: true }),
+            _ = hup.recv() => server.do_send(Restart),
+            _ = usr1.recv() => server.do_send(Restart),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Counters shared by the actors, read by `Status` without a message round trip.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Live gauges and running totals of one server (they survive restarts).
+///
+/// Gauges move by deltas, so two pools (the old one draining during a restart and the new one)
+/// add up correctly.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Workers alive.
+    threads: AtomicUsize,
+    /// Workers serving a connection.
+    busy: AtomicUsize,
+    /// Connections waiting in a Dispatcher's queue; workers skip lingering while it is not 0.
+    queued: AtomicUsize,
+    /// Keep-alive connections parked with a Monitor.
+    idle: AtomicUsize,
+    /// Connections accepted.
+    connections: AtomicU64,
+    /// Responses sent.
+    requests: AtomicU64,
+}
+
+/// A snapshot of [`Stats`], the answer to `Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusReport {
+    /// Whether the server is accepting connections.
+    pub running: bool,
+    /// Workers alive.
+    pub threads: usize,
+    /// Workers serving a connection.
+    pub busy: usize,
+    /// Connections waiting for a worker.
+    pub queued: usize,
+    /// Idle keep-alive connections watched by the Monitor.
+    pub idle_connections: usize,
+    /// Connections accepted since the server was created.
+    pub connections_total: u64,
+    /// Responses sent since the server was created.
+    pub requests_total: u64,
+}
+
+/// Which gauge a delta applies to.
+#[derive(Debug, Clone, Copy)]
+pub enum Gauge {
+    /// Workers alive.
+    Threads,
+    /// Workers serving.
+    Busy,
+    /// Connections queued.
+    Queued,
+    /// Connections parked.
+    Idle,
+}
+
+impl Stats {
+    fn gauge(&self, gauge: Gauge) -> &AtomicUsize {
+        match gauge {
+            Gauge::Threads => &self.threads,
+            Gauge::Busy => &self.busy,
+            Gauge::Queued => &self.queued,
+            Gauge::Idle => &self.idle,
+        }
+    }
+
+    /// Raises a gauge by one.
+    pub fn inc(&self, gauge: Gauge) {
+        self.gauge(gauge).fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lowers a gauge by one.
+    pub fn dec(&self, gauge: Gauge) {
+        self.gauge(gauge).fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Reads a gauge.
+    pub fn get(&self, gauge: Gauge) -> usize {
+        self.gauge(gauge).load(Ordering::Relaxed)
+    }
+
+    /// Counts an accepted connection.
+    pub fn connection_accepted(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a response sent.
+    pub fn request_served(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes a snapshot.
+    pub fn report(&self, running: bool) -> StatusReport {
+        StatusReport {
+            running,
+            threads: self.get(Gauge::Threads),
+            busy: self.get(Gauge::Busy),
+            queued: self.get(Gauge::Queued),
+            idle_connections: self.get(Gauge::Idle),
+            connections_total: self.connections.load(Ordering::Relaxed),
+            requests_total: self.requests.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Writing a [`Reply`] to the client: framing, HEAD, streams and files.
+
+use std::io::{self, Seek, SeekFrom};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, StatusCode};
+
+use crate::app::{Body, Reply};
+use crate::http::{encode_chunk, encode_head, ResponseFraming, Version, LAST_CHUNK};
+
+use super::socket::Socket;
+
+/// Bodies up to this size are sent in the same write as the head.
+const INLINE_BODY: usize = 16 * 1024;
+
+/// How the request shapes the response.
+pub(crate) struct Plan<'a> {
+    /// The request's version: HTTP/1.0 gets close-delimited streams.
+    pub(crate) version: Version,
+    /// A HEAD request gets the headers of the GET response and no body.
+    pub(crate) is_head: bool,
+    /// Whether the connection may stay open after this response.
+    pub(crate) keep_alive: bool,
+    /// The `Server` header value.
+    pub(crate) server: &'a str,
+}
+
+/// What was sent.
+pub(crate) struct Sent {
+    /// The status sent.
+    pub(crate) status: StatusCode,
+    /// Body bytes written.
+    pub(crate) body_bytes: u64,
+    /// Whether the connection can serve another request.
+    pub(crate) keep_alive: bool,
+}
+
+/// Writes `reply`, using `out` as the scratch buffer.
+pub(crate) fn write_reply(
+    socket: &mut Socket,
+    out: &mut Vec<u8>,
+    reply: Reply,
+    plan: &Plan<'_>,
+) -> io::Result<Sent> {
+    let Reply {
+        status,
+        headers,
+        mut body,
+    } = reply;
+    let framing = framing_for(status, &headers, &mut body, plan.version)?;
+    let keep_alive = plan.keep_alive && framing != ResponseFraming::Close;
+    out.clear();
+    encode_head(out, status, &headers, framing, keep_alive, plan.version, plan.server);
+    let (body_bytes, complete) = match plan.is_head || framing == ResponseFraming::Empty {
+        true => socket.write_all(out).map(|()| (0, true))?,
+        false => write_body(socket, out, body, framing)?,
+    };
+    Ok(Sent {
+        status,
+        body_bytes,
+        keep_alive: keep_alive && complete,
+    })
+}
+
+fn framing_for(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &mut Body,
+    version: Version,
+) -> io::Result<ResponseFraming> {
+    if status.is_informational() || status == StatusCode::NO_CONTENT {
+        return Ok(ResponseFraming::Empty);
+    }
+    if status == StatusCode::NOT_MODIFIED {
+        return Ok(ResponseFraming::Empty);
+    }
+    let known = match body {
+        Body::Empty => Some(0),
+        Body::Bytes(b) => Some(b.len() as u64),
+        Body::File(f) => Some(file_remaining(f)?),
+        Body::Stream(_) => declared_length(headers),
+    };
+    Ok(ResponseFraming::choose(version, known))
+}
+
+fn file_remaining(file: &mut std::fs::File) -> io::Result<u64> {
+    let len = file.metadata()?.len();
+    let pos = file.seek(SeekFrom::Current(0))?;
+    Ok(len.saturating_sub(pos))
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Writes the body after the head already in `out`; returns bytes sent and whether the body
+/// was complete (an incomplete one means the connection must close).
+fn write_body(
+    socket: &mut Socket,
+    out: &mut Vec<u8>,
+    body: Body,
+    framing: ResponseFraming,
+) -> io::Result<(u64, bool)> {
+    match body {
+        Body::Empty => socket.write_all(out).map(|()| (0, true)),
+        Body::Bytes(b) => write_bytes(socket, out, &b).map(|()| (b.len() as u64, true)),
+        Body::File(f) => {
+            let ResponseFraming::Length(len) = framing else {
+                return Ok((0, false));
+            };
+            socket.write_all(out)?;
+            let sent = socket.send_file(f, len)?;
+            Ok((sent, sent == len))
+        }
+        Body::Stream(chunks) => write_stream(socket, out, chunks, framing),
+    }
+}
+
+fn write_bytes(socket: &mut Socket, out: &mut Vec<u8>, body: &[u8]) -> io::Result<()> {
+    if body.len() <= INLINE_BODY {
+        out.extend_from_slice(body);
+        return socket.write_all(out);
+    }
+    socket.write_all(out)?;
+    socket.write_all(body)
+}
+
+/// Sends each chunk as it is produced (WSGI semantics: no buffering across chunks).
+fn write_stream(
+    socket: &mut Socket,
+    out: &mut Vec<u8>,
+    mut chunks: crate::app::Chunks,
+    framing: ResponseFraming,
+) -> io::Result<(u64, bool)> {
+    let limit = match framing {
+        ResponseFraming::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let mut sent = 0u64;
+    let mut complete = true;
+    while let Some(next) = next_chunk(&mut chunks) {
+        let Ok(mut chunk) = next else {
+            complete = false;
+            break;
+        };
+        if chunk.len() as u64 > limit - sent {
+            chunk.truncate((limit - sent) as usize);
+            complete = false;
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        match framing {
+            ResponseFraming::Chunked => encode_chunk(out, &chunk),
+            _ => out.extend_from_slice(&chunk),
+        }
+        socket.write_all(out)?;
+        out.clear();
+        sent += chunk.len() as u64;
+    }
+    finish_stream(socket, out, framing, complete)?;
+    let exact = limit == u64::MAX || sent == limit;
+    Ok((sent, complete && exact))
+}
+
+fn finish_stream(
+    socket: &mut Socket,
+    out: &mut Vec<u8>,
+    framing: ResponseFraming,
+    complete: bool,
+) -> io::Result<()> {
+    if complete && framing == ResponseFraming::Chunked {
+        out.extend_from_slice(LAST_CHUNK);
+    }
+    match out.is_empty() {
+        true => Ok(()),
+        false => socket.write_all(out),
+    }
+}
+
+/// The next chunk; a panicking iterator counts as a failed one.
+fn next_chunk(chunks: &mut crate::app::Chunks) -> Option<io::Result<Bytes>> {
+    match catch_unwind(AssertUnwindSafe(|| chunks.next())) {
+        Ok(next) => next,
+        Err(_) => {
+            log::warn!("a response stream panicked; closing the connection");
+            Some(Err(io::Error::other("stream panicked")))
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! A blocking client socket with deadline-aware reads and cached timeout settings.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+/// How much the read buffer grows by before each read from the socket.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// How long a closing connection is drained so that the kernel does not reset it (which could
+/// destroy the response the client has not read yet).
+const LINGER_ON_CLOSE: Duration = Duration::from_millis(500);
+
+/// The most bytes drained while closing.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// The client connection as a worker drives it.
+pub(crate) struct Socket {
+    /// The connection, in blocking mode.
+    stream: TcpStream,
+    /// The receive timeout last set, so that unchanged timeouts cost no system call.
+    read_timeout: Option<Duration>,
+}
+
+impl Socket {
+    /// Wraps a blocking stream; writes give up after `write_timeout`.
+    pub(crate) fn new(stream: TcpStream, write_timeout: Duration) -> io::Result<Self> {
+        stream.set_write_timeout(Some(write_timeout))?;
+        Ok(Socket {
+            stream,
+            read_timeout: None,
+        })
+    }
+
+    /// Gives the stream back, e.g. to park it with the Monitor.
+    pub(crate) fn into_inner(self) -> TcpStream {
+        self.stream
+    }
+
+    /// Appends what arrives within `timeout` to `buf`; `Ok(0)` means the peer closed.
+    pub(crate) fn fill(&mut self, buf: &mut BytesMut, timeout: Duration) -> io::Result<usize> {
+        let len = buf.len();
+        buf.resize(len + READ_CHUNK, 0);
+        let result = self.read_within(&mut buf[len..], timeout);
+        buf.truncate(len + *result.as_ref().unwrap_or(&0));
+        result
+    }
+
+    /// Like [`Socket::fill`], but with an absolute deadline; past it the error is `TimedOut`.
+    pub(crate) fn fill_by(&mut self, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.fill(buf, left)
+    }
+
+    /// Reads straight into `out` within `timeout`.
+    pub(crate) fn read_within(&mut self, out: &mut [u8], timeout: Duration) -> io::Result<usize> {
+        if self.read_timeout != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout))?;
+            self.read_timeout = Some(timeout);
+        }
+        loop {
+            match self.stream.read(out) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::ErrorKind::TimedOut.into())
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Writes all of `data`.
+    pub(crate) fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.stream.write_all(data)
+    }
+
+    /// Copies `len` bytes of `file` to the client (sendfile where the kernel allows).
+    pub(crate) fn send_file(&mut self, file: std::fs::File, len: u64) -> io::Result<u64> {
+        io::copy(&mut file.take(len), &mut self.stream)
+    }
+
+    /// Closes after an error answer: stop sending, drain briefly, then drop.
+    pub(crate) fn close_lingering(mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let mut scratch = [0u8; 4096];
+        let deadline = Instant::now() + LINGER_ON_CLOSE;
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match left.is_zero() {
+                true => break,
+                false => match self.read_within(&mut scratch, left) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                },
+            }
+        }
+    }
+}
