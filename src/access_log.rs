@@ -34,9 +34,8 @@ pub fn record(entry: &Entry<'_>) {
 
 /// Formats one Common Log Format line at time `now`.
 pub fn format_line(entry: &Entry<'_>, now: OffsetDateTime) -> String {
-    let when = format_description!(
-        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
-    );
+    let when =
+        format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
     let stamp = now.format(when).unwrap_or_default();
     let bytes = match entry.bytes {
         0 => "-".to_string(),

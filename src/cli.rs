@@ -12,7 +12,11 @@ use crate::config::{Config, ConfigBuilder};
 
 /// Rocket's options as flags.
 #[derive(Debug, Parser)]
-#[command(name = "skyrocket", version, about = "A multithreaded WSGI-style HTTP/1.1 server")]
+#[command(
+    name = "skyrocket",
+    version,
+    about = "A multithreaded WSGI-style HTTP/1.1 server"
+)]
 pub struct Cli {
     /// Address to listen on, IP:PORT or [IPv6]:PORT (repeatable; port 0 = any free port).
     #[arg(long = "bind", value_name = "ADDR:PORT")]
@@ -59,7 +63,9 @@ pub enum MethodArg {
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a valid duration"))
 }
 
@@ -79,7 +85,10 @@ impl Cli {
         if let Some(n) = self.queue_size {
             builder = builder.queue_size(n);
         }
-        Ok(self.bind.iter().fold(builder, |b, addr| b.bind(addr.clone())))
+        Ok(self
+            .bind
+            .iter()
+            .fold(builder, |b, addr| b.bind(addr.clone())))
     }
 }
 

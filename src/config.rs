@@ -230,7 +230,11 @@ impl ConfigBuilder {
 
 fn parse_interfaces(given: &[String]) -> Result<Vec<Interface>, ConfigError> {
     let defaults = [DEFAULT_INTERFACE.to_string()];
-    let texts = if given.is_empty() { &defaults[..] } else { given };
+    let texts = if given.is_empty() {
+        &defaults[..]
+    } else {
+        given
+    };
     texts
         .iter()
         .map(|text| {
@@ -275,7 +279,10 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroDuration(name) => write!(f, "{name} must be greater than 0"),
             ConfigError::HeadLimitTooSmall => f.write_str("the head limit must be at least 64"),
             ConfigError::BadAddress(text) => {
-                write!(f, "invalid address {text:?}: expected IP:PORT or [IPv6]:PORT")
+                write!(
+                    f,
+                    "invalid address {text:?}: expected IP:PORT or [IPv6]:PORT"
+                )
             }
         }
     }
@@ -310,13 +317,19 @@ mod tests {
                 ConfigError::MaxBelowMin { min: 5, max: 4 },
             ),
             (b().queue_size(0), ConfigError::ZeroQueueSize),
-            (b().timeout(Duration::ZERO), ConfigError::ZeroDuration("timeout")),
+            (
+                b().timeout(Duration::ZERO),
+                ConfigError::ZeroDuration("timeout"),
+            ),
             (
                 b().read_timeout(Duration::ZERO),
                 ConfigError::ZeroDuration("read_timeout"),
             ),
             (b().max_head(10), ConfigError::HeadLimitTooSmall),
-            (b().bind("localhost"), ConfigError::BadAddress("localhost".into())),
+            (
+                b().bind("localhost"),
+                ConfigError::BadAddress("localhost".into()),
+            ),
             (b().bind("::1:80"), ConfigError::BadAddress("::1:80".into())),
         ];
         for (builder, expected) in table {

@@ -166,7 +166,9 @@ impl Dispatcher {
     fn assign(&mut self) {
         while !self.queue.is_empty() {
             let Some(id) = self.free.pop() else { return };
-            let Some(conn) = self.queue.pop_front() else { return };
+            let Some(conn) = self.queue.pop_front() else {
+                return;
+            };
             self.stats.dec(Gauge::Queued);
             if let Err(conn) = self.send_to(id, conn) {
                 self.queue.push_front(conn);

@@ -86,15 +86,16 @@ impl actix::Handler<Park> for Monitor {
     fn handle(&mut self, Park(conn): Park, ctx: &mut Self::Context) {
         let key = self.next_key;
         self.next_key += 1;
-        let watch = wait_readable(conn, self.timeout).into_actor(self).map(
-            move |woke, monitor, _| {
-                monitor.forget(key);
-                match woke {
-                    Ok(conn) => monitor.dispatcher.do_send(conn),
-                    Err(why) => log::debug!("idle connection closed: {why}"),
-                }
-            },
-        );
+        let watch =
+            wait_readable(conn, self.timeout)
+                .into_actor(self)
+                .map(move |woke, monitor, _| {
+                    monitor.forget(key);
+                    match woke {
+                        Ok(conn) => monitor.dispatcher.do_send(conn),
+                        Err(why) => log::debug!("idle connection closed: {why}"),
+                    }
+                });
         self.parked.insert(key, ctx.spawn(watch));
         self.stats.inc(Gauge::Idle);
     }
@@ -130,7 +131,12 @@ async fn wait_readable(conn: Connection, timeout: Duration) -> io::Result<Connec
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "keep-alive timeout"))??;
         let mut chunk = [0u8; 2048];
         match stream.try_read(&mut chunk) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed",
+                ))
+            }
             Ok(n) => {
                 buffered.extend_from_slice(&chunk[..n]);
                 break;

@@ -102,7 +102,12 @@ impl Pool {
         )
         .start();
         let factory = Worker::factory(settings, monitor.clone().recipient());
-        let pool = Dispatcher::new(config.min_threads, config.max_threads, factory, stats.clone());
+        let pool = Dispatcher::new(
+            config.min_threads,
+            config.max_threads,
+            factory,
+            stats.clone(),
+        );
         Pool {
             dispatcher: dispatcher_ctx.run(pool),
             monitor,
@@ -113,7 +118,11 @@ impl Pool {
     async fn stop(self, graceful: bool, deadline: Duration) {
         self.draining.store(true, Ordering::Relaxed);
         let _ = self.monitor.send(Close).await;
-        if graceful && tokio::time::timeout(deadline, self.dispatcher.send(Drain)).await.is_err() {
+        if graceful
+            && tokio::time::timeout(deadline, self.dispatcher.send(Drain))
+                .await
+                .is_err()
+        {
             log::warn!("shutdown timeout passed with requests still in flight");
         }
         let _ = self.dispatcher.send(Shutdown).await;
@@ -161,7 +170,10 @@ impl Server {
     }
 
     fn bound_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
     }
 
     fn bind_all(&mut self) -> Result<(), ServerError> {
@@ -203,8 +215,8 @@ impl Server {
 fn bind(iface: &Interface, backlog: u32) -> Result<TcpListener, ServerError> {
     let addr = iface.addr;
     let fail = |source| ServerError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(fail)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true).map_err(fail)?;
     }

@@ -28,7 +28,12 @@ pub struct Environ {
 
 impl Environ {
     /// Builds the environ of a request that arrived on `local` from `peer`.
-    pub fn new(head: RequestHead, local: SocketAddr, peer: SocketAddr, scheme: &'static str) -> Self {
+    pub fn new(
+        head: RequestHead,
+        local: SocketAddr,
+        peer: SocketAddr,
+        scheme: &'static str,
+    ) -> Self {
         let raw = head.path();
         let decoded_path = match raw.contains('%') {
             true => Some(percent_decode_str(raw).collect()),

@@ -392,9 +392,12 @@ mod tests {
         b"0\r\nX: a\r\r\n",
     ];
 
+    /// The decoded body, whether `Done` was reached, and the bytes left.
+    type Outcome = Result<(Vec<u8>, bool, Vec<u8>), ProtocolError>;
+
     /// Feeds `pieces` in turn; returns the decoded body, whether `Done` was
     /// reached, and the bytes left over (unfed pieces included).
-    fn decode_pieces(pieces: &[&[u8]]) -> Result<(Vec<u8>, bool, Vec<u8>), ProtocolError> {
+    fn decode_pieces(pieces: &[&[u8]]) -> Outcome {
         let mut decoder = ChunkedDecoder::new();
         let mut src = BytesMut::new();
         let mut body = Vec::new();
@@ -416,7 +419,7 @@ mod tests {
         Ok((body, false, src.to_vec()))
     }
 
-    fn expected(body: &[u8], rest: &[u8]) -> Result<(Vec<u8>, bool, Vec<u8>), ProtocolError> {
+    fn expected(body: &[u8], rest: &[u8]) -> Outcome {
         Ok((body.to_vec(), true, rest.to_vec()))
     }
 
@@ -503,7 +506,8 @@ mod tests {
             let fields = format!("X: {}\r\n", "v".repeat(1021)).repeat(count);
             format!("0\r\n{fields}\r\n").into_bytes()
         };
-        let cases: &[(Vec<u8>, Result<&[u8], u16>)] = &[
+        type Body<'a> = Result<&'a [u8], u16>;
+        let cases: &[(Vec<u8>, Body)] = &[
             (ext(MAX_SIZE_LINE - 4), Ok(b"a")),
             (ext(MAX_SIZE_LINE - 3), Err(400)),
             (trailer(15), Ok(b"")),

@@ -1,6 +1,6 @@
 //! Writing a [`Reply`] to the client: framing, HEAD, streams and files.
 
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, Seek};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::Bytes;
@@ -52,7 +52,15 @@ pub(crate) fn write_reply(
     let framing = framing_for(status, &headers, &mut body, plan.version)?;
     let keep_alive = plan.keep_alive && framing != ResponseFraming::Close;
     out.clear();
-    encode_head(out, status, &headers, framing, keep_alive, plan.version, plan.server);
+    encode_head(
+        out,
+        status,
+        &headers,
+        framing,
+        keep_alive,
+        plan.version,
+        plan.server,
+    );
     let (body_bytes, complete) = match plan.is_head || framing == ResponseFraming::Empty {
         true => socket.write_all(out).map(|()| (0, true))?,
         false => write_body(socket, out, body, framing)?,
@@ -87,7 +95,7 @@ fn framing_for(
 
 fn file_remaining(file: &mut std::fs::File) -> io::Result<u64> {
     let len = file.metadata()?.len();
-    let pos = file.seek(SeekFrom::Current(0))?;
+    let pos = file.stream_position()?;
     Ok(len.saturating_sub(pos))
 }
 

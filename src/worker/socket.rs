@@ -1,13 +1,19 @@
 //! A blocking client socket with deadline-aware reads and cached timeout settings.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-/// How much the read buffer grows by before each read from the socket.
+/// The most bytes taken from the socket by one read into a buffer.
 const READ_CHUNK: usize = 8 * 1024;
+
+thread_local! {
+    /// Each worker thread's landing space for reads: zeroed once, so reads cost no memset.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
 
 /// How long a closing connection is drained so that the kernel does not reset it (which could
 /// destroy the response the client has not read yet).
@@ -41,11 +47,11 @@ impl Socket {
 
     /// Appends what arrives within `timeout` to `buf`; `Ok(0)` means the peer closed.
     pub(crate) fn fill(&mut self, buf: &mut BytesMut, timeout: Duration) -> io::Result<usize> {
-        let len = buf.len();
-        buf.resize(len + READ_CHUNK, 0);
-        let result = self.read_within(&mut buf[len..], timeout);
-        buf.truncate(len + *result.as_ref().unwrap_or(&0));
-        result
+        SCRATCH.with_borrow_mut(|scratch| {
+            let n = self.read_within(scratch, timeout)?;
+            buf.extend_from_slice(&scratch[..n]);
+            Ok(n)
+        })
     }
 
     /// Like [`Socket::fill`], but with an absolute deadline; past it the error is `TimedOut`.
