@@ -30,8 +30,14 @@ impl Running {
             .spawn()
             .expect("start skyrocket");
         let line = listening_line(&mut child);
-        let list = line.split("Listening on sockets: ").nth(1).expect("addresses");
-        let addrs = list.split(", ").map(|a| a.trim().parse().expect(a)).collect();
+        let list = line
+            .split("Listening on sockets: ")
+            .nth(1)
+            .expect("addresses");
+        let addrs = list
+            .split(", ")
+            .map(|a| a.trim().parse().expect(a))
+            .collect();
         Running { child, addrs }
     }
 }
@@ -85,16 +91,34 @@ fn listens_on_ipv4_and_ipv6_with_real_ports_and_serves_the_demo() {
         assert_ne!(addr.port(), 0);
         let resp = Conn::new(common::connect(*addr)).request(&get("/any/path?q=1"));
         assert_eq!(resp.status, 200);
-        assert!(resp.text().contains("PATH_INFO=/any/path"), "{}", resp.text());
+        assert!(
+            resp.text().contains("PATH_INFO=/any/path"),
+            "{}",
+            resp.text()
+        );
     }
 }
 
 #[test]
 fn flags_are_accepted() {
     let server = Running::start(&[
-        "--bind", "127.0.0.1:0", "--method", "wsgi", "--min-threads", "2", "--max-threads", "4",
-        "--queue-size", "64", "--timeout", "0.5", "--read-timeout", "1.5",
-        "--shutdown-timeout", "2", "--no-signals",
+        "--bind",
+        "127.0.0.1:0",
+        "--method",
+        "wsgi",
+        "--min-threads",
+        "2",
+        "--max-threads",
+        "4",
+        "--queue-size",
+        "64",
+        "--timeout",
+        "0.5",
+        "--read-timeout",
+        "1.5",
+        "--shutdown-timeout",
+        "2",
+        "--no-signals",
     ]);
     let resp = Conn::new(common::connect(server.addrs[0])).request(&get("/"));
     assert_eq!(resp.status, 200);

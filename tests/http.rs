@@ -15,7 +15,10 @@ fn hello_has_body_length_date_and_server() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), "Hello, World!");
     assert_eq!(resp.header("content-length"), Some("13"));
-    assert_eq!(resp.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     let date = resp.header("date").expect("Date header");
     assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
     assert!(resp.header("server").unwrap().starts_with("skyrocket"));
@@ -133,7 +136,9 @@ fn unread_body_is_discarded_before_the_next_request() {
 fn expect_100_continue_is_sent_before_the_body_is_read() {
     let server = TestServer::testbed();
     let mut conn = Conn::new(server.connect());
-    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    conn.send(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
     let interim = conn.response(false);
     assert_eq!(interim.status, 100);
     conn.send(b"ping");
@@ -144,7 +149,9 @@ fn expect_100_continue_is_sent_before_the_body_is_read() {
 fn expect_100_continue_without_reading_the_body_closes() {
     let server = TestServer::testbed();
     let mut conn = Conn::new(server.connect());
-    conn.send(b"POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    conn.send(
+        b"POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
     let resp = conn.response(false);
     assert_eq!(resp.status, 404);
     assert_eq!(resp.header("connection"), Some("close"));
@@ -211,7 +218,8 @@ fn environ_has_cgi_and_wsgi_variables() {
 fn absolute_form_target_is_served_by_its_path() {
     let server = TestServer::testbed();
     let mut conn = Conn::new(server.connect());
-    let resp = conn.request(b"GET http://example.com/environ/x?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    let resp =
+        conn.request(b"GET http://example.com/environ/x?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
     let text = resp.text();
     assert!(text.contains("PATH_INFO=/environ/x\n"), "{text}");
     assert!(text.contains("QUERY_STRING=q=1\n"), "{text}");
@@ -222,7 +230,10 @@ fn absolute_form_target_is_served_by_its_path() {
 fn invalid_requests_get_a_status_and_a_close() {
     let server = TestServer::start(TestServer::config().max_head(4096));
     let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(5000));
-    let big_head = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "b".repeat(5000));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(5000)
+    );
     let table: Vec<(&str, Vec<u8>, u16)> = vec![
         ("garbage request line", b"HELLO\r\n\r\n".to_vec(), 400),
         ("space in target", b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 400),
@@ -269,7 +280,9 @@ fn invalid_requests_get_a_status_and_a_close() {
     for (name, raw, status) in table {
         let mut conn = Conn::new(server.connect());
         conn.send(&raw);
-        let resp = conn.try_response(false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let resp = conn
+            .try_response(false)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(resp.status, status, "{name}");
         assert_eq!(resp.header("connection"), Some("close"), "{name}");
         assert!(!resp.body.is_empty(), "{name}: short body expected");
@@ -326,7 +339,10 @@ fn idle_connection_comes_back_from_the_monitor() {
 fn wait_until(cond: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "condition not reached");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached"
+        );
         std::thread::yield_now();
     }
 }

@@ -168,7 +168,10 @@ impl Conn {
             }
             body.extend(self.read_exact_bytes(size)?);
             if !self.read_line()?.is_empty() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "chunk not ended by CRLF"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "chunk not ended by CRLF",
+                ));
             }
         }
     }
