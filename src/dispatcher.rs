@@ -211,8 +211,10 @@ impl Dispatcher {
         }
     }
 
+    /// Workers serving; a worker whose thread died is not waited for.
     fn busy(&self) -> usize {
-        self.slots.values().filter(|s| s.busy).count()
+        let serving = |s: &&Slot| s.busy && s.link.serve.connected();
+        self.slots.values().filter(serving).count()
     }
 
     fn check_drained(&mut self) {
@@ -280,8 +282,8 @@ impl actix::Handler<WorkerFree> for Dispatcher {
             if slot.busy {
                 slot.busy = false;
                 self.stats.dec(Gauge::Busy);
+                self.free.push(msg.id);
             }
-            self.free.push(msg.id);
         }
         self.pump();
     }
