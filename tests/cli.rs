@@ -18,18 +18,25 @@ struct Running {
     child: Child,
     /// The addresses of its "Listening on sockets" line.
     addrs: Vec<SocketAddr>,
+    /// Its stderr lines after the start-up line.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Running {
     fn start(args: &[&str]) -> Running {
+        Running::start_with_log(args, "info")
+    }
+
+    fn start_with_log(args: &[&str], rust_log: &str) -> Running {
         let mut child = Command::new(BIN)
             .args(args)
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start skyrocket");
-        let line = listening_line(&mut child);
+        let (line, lines) = listening_line(&mut child);
         let list = line
             .split("Listening on sockets: ")
             .nth(1)
@@ -38,7 +45,48 @@ impl Running {
             .split(", ")
             .map(|a| a.trim().parse().expect(a))
             .collect();
-        Running { child, addrs }
+        Running {
+            child,
+            addrs,
+            lines,
+        }
+    }
+
+    /// Sends a signal with the system's `kill` command.
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits (up to 20 s) for the process to exit on its own.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// The next stderr line containing `needle` (within 20 s).
+    fn line_with(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no stderr line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
     }
 }
 
@@ -49,19 +97,26 @@ impl Drop for Running {
     }
 }
 
-/// Reads stderr lines (on a thread, so the wait has a timeout) until the start-up line.
-fn listening_line(child: &mut Child) -> String {
+/// Reads stderr on a thread (so waits have timeouts) until the start-up line; later lines
+/// keep coming through the receiver.
+fn listening_line(child: &mut Child) -> (String, mpsc::Receiver<String>) {
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Listening on sockets:") {
-                let _ = tx.send(line);
+            if tx.send(line).is_err() {
+                return;
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("the start-up line within 20 s")
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the start-up line within 20 s");
+        if line.contains("Listening on sockets:") {
+            return (line, rx);
+        }
+    }
 }
 
 fn run_to_end(args: &[&str]) -> Output {
@@ -155,4 +210,42 @@ fn a_port_in_use_is_a_one_line_error() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains(&addr), "{stderr}");
+}
+
+#[test]
+fn sigterm_stops_gracefully_with_status_0() {
+    let mut server = Running::start(&["--bind", "127.0.0.1:0"]);
+    let resp = Conn::new(common::connect(server.addrs[0])).request(&get("/"));
+    assert_eq!(resp.status, 200);
+    server.signal("TERM");
+    assert!(server.wait_exit().success());
+}
+
+#[test]
+fn sigusr1_and_sighup_restart_without_closing_the_socket() {
+    let server = Running::start(&["--bind", "127.0.0.1:0"]);
+    for signal in ["USR1", "HUP"] {
+        server.signal(signal);
+        server.line_with("restarted");
+        let resp = Conn::new(common::connect(server.addrs[0])).request(&get("/"));
+        assert_eq!(resp.status, 200, "after SIG{signal}");
+    }
+}
+
+#[test]
+fn access_log_lines_are_in_common_log_format() {
+    let server = Running::start_with_log(&["--bind", "127.0.0.1:0"], "skyrocket::access=info");
+    let resp = Conn::new(common::connect(server.addrs[0])).request(&get("/clf?x=1"));
+    assert_eq!(resp.status, 200);
+    let line = server.line_with("\"GET /clf?x=1 HTTP/1.1\"");
+    let clf = line
+        .split("skyrocket::access] ")
+        .nth(1)
+        .expect("the access target");
+    let len = resp.body.len();
+    assert!(clf.starts_with("127.0.0.1 - - ["), "{clf}");
+    assert!(
+        clf.ends_with(&format!("\"GET /clf?x=1 HTTP/1.1\" 200 {len}")),
+        "{clf}"
+    );
 }
