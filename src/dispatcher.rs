@@ -1,29 +1,42 @@
-//! The Dispatcher actor: a FIFO of waiting connections and the pool of workers that serve them.
+//! The Dispatcher actor: admits accepted connections into the pool's idle set and keeps the
+//! pool of workers between `min_threads` and `max_threads`.
+//!
+//! Connections wait for a worker in the idle set (the kernel's ready list keeps them in the
+//! order they became readable); the Dispatcher decides how many workers wait on it: it grows
+//! the pool when a worker reports that none was left waiting, retires one surplus worker per
+//! quiet tick, and replaces workers whose thread died.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::BytesMut;
 use tokio::sync::oneshot;
 
+use crate::monitor::Ticket;
+use crate::pool::Pool;
 use crate::stats::{Gauge, Stats};
-use crate::worker::Serve;
+use crate::worker::Ping;
 
 /// Names a worker within its pool.
 pub type WorkerId = u64;
 
-/// Workers added at once when connections wait and none is free (at least; see `grow`).
+/// Workers added at once (at least) when the pool runs out of waiting workers.
 const GROW_MIN: usize = 4;
 
-/// Ticks with a free worker and an empty queue before one worker is retired.
+/// Ticks with a waiting worker before one surplus worker is retired.
 const SHRINK_AFTER_TICKS: u32 = 2;
 
-/// An accepted connection on its way to a worker: from a Listener, or back from the Monitor.
+/// How often a pending `Drain` re-checks the pool.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// An accepted connection on its way to a worker.
 ///
 /// It carries a plain `std::net::TcpStream`, never a registered tokio stream, so that it can
-/// cross arbiters; bytes already read travel with it.
+/// cross threads; bytes already read travel with it.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Connection {
@@ -35,59 +48,66 @@ pub struct Connection {
     pub local: SocketAddr,
     /// Bytes already read from the socket.
     pub buffered: BytesMut,
+    /// Its place in a pool's idle set, once admitted there.
+    pub ticket: Option<Ticket>,
+    /// The socket's timeouts are already set (`SO_SNDTIMEO`, and `SO_RCVTIMEO` to the read
+    /// timeout), so serving it again costs no system call for them.
+    pub configured: bool,
 }
 
-/// A worker finished its connection and can take another.
+/// A worker took a connection and no other worker was left waiting: grow ahead of demand.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct WorkerFree {
-    /// Which worker.
-    pub id: WorkerId,
-}
+pub struct Exhausted;
 
 /// The Monitor's periodic tick: retire surplus workers, replace lost ones.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Tick;
 
-/// Answers once every queued connection has been served and every worker is free.
+/// Answers once no worker is serving and no new connection waits.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Drain;
 
-/// Stops every worker and the Dispatcher itself; queued connections are closed.
+/// Retires every worker, closes waiting connections, and stops the Dispatcher.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
 
 /// A started worker, as the Dispatcher holds it.
 pub struct WorkerLink {
-    /// Where connections for it go.
-    pub serve: Recipient<Serve>,
+    /// Its mailbox, closed once the worker has stopped (retired, or its thread died).
+    pub alive: Recipient<Ping>,
+    /// Set to retire the worker.
+    pub retire: Arc<AtomicBool>,
     /// Its thread, stopped when the worker is retired (`None` for test stand-ins).
     pub arbiter: Option<Arbiter>,
 }
 
-/// Starts a worker with the given id that reports to the given recipient; injected so that
-/// tests can stand in for workers.
-pub type WorkerFactory = Box<dyn FnMut(WorkerId, Recipient<WorkerFree>) -> WorkerLink>;
+impl WorkerLink {
+    fn retire(self) {
+        self.retire.store(true, Ordering::Relaxed);
+        if let Some(arbiter) = self.arbiter {
+            arbiter.stop();
+        }
+    }
 
-/// A worker and whether it is serving.
-struct Slot {
-    /// The worker.
-    link: WorkerLink,
-    /// Serving a connection right now.
-    busy: bool,
+    fn is_lost(&self) -> bool {
+        !self.alive.connected() && !self.retire.load(Ordering::Relaxed)
+    }
 }
 
-/// Routes connections to free workers, queueing them in arrival order when none is free.
+/// Starts a worker with the given id that asks the given recipient to grow the pool; injected
+/// so that tests can stand in for workers.
+pub type WorkerFactory = Box<dyn FnMut(WorkerId, Recipient<Exhausted>) -> WorkerLink>;
+
+/// Keeps the pool's size and admits connections.
 pub struct Dispatcher {
-    /// Connections waiting for a worker, oldest first.
-    queue: VecDeque<Connection>,
+    /// The shared pool.
+    pool: Arc<Pool>,
     /// Every live worker.
-    slots: HashMap<WorkerId, Slot>,
-    /// Free workers; the most recently freed is reused first (its caches are warm).
-    free: Vec<WorkerId>,
+    workers: HashMap<WorkerId, WorkerLink>,
     /// The next worker's id.
     next_id: WorkerId,
     /// Workers kept even when idle.
@@ -98,21 +118,26 @@ pub struct Dispatcher {
     factory: WorkerFactory,
     /// Shared gauges.
     stats: Arc<Stats>,
-    /// Consecutive ticks with a free worker and nothing queued.
+    /// Consecutive ticks with a waiting worker.
     quiet_ticks: u32,
     /// Waiting `Drain` requests.
     drains: Vec<oneshot::Sender<()>>,
-    /// This actor, as the workers' reply address.
-    myself: Option<Recipient<WorkerFree>>,
+    /// This actor, as the workers' grow address.
+    myself: Option<Recipient<Exhausted>>,
 }
 
 impl Dispatcher {
     /// A pool of `min..=max` workers (max 0 = unbounded) started by `factory`.
-    pub fn new(min: usize, max: usize, factory: WorkerFactory, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        pool: Arc<Pool>,
+        min: usize,
+        max: usize,
+        factory: WorkerFactory,
+        stats: Arc<Stats>,
+    ) -> Self {
         Dispatcher {
-            queue: VecDeque::new(),
-            slots: HashMap::new(),
-            free: Vec::new(),
+            pool,
+            workers: HashMap::new(),
             next_id: 0,
             min,
             max,
@@ -131,106 +156,37 @@ impl Dispatcher {
         for _ in 0..count {
             let id = self.next_id;
             self.next_id += 1;
-            let link = (self.factory)(id, myself.clone());
-            self.slots.insert(id, Slot { link, busy: false });
-            self.free.push(id);
+            self.workers.insert(id, (self.factory)(id, myself.clone()));
             self.stats.inc(Gauge::Threads);
         }
     }
 
-    /// Adds workers ahead of demand: at least the queue's length, half the pool, or GROW_MIN.
+    /// Adds workers ahead of demand: half the pool, the connections waiting, or GROW_MIN.
     fn grow(&mut self) {
-        let threads = self.slots.len();
+        let threads = self.workers.len();
         let room = match self.max {
             0 => usize::MAX,
             max => max.saturating_sub(threads),
         };
-        let want = self.queue.len().max(threads / 2).max(GROW_MIN);
-        let count = want.min(room);
+        let waiting = self.pool.idle.fresh();
+        let count = (threads / 2).max(GROW_MIN).max(waiting).min(room);
         if count > 0 {
             log::debug!("growing the pool by {count} (from {threads})");
             self.spawn_workers(count);
         }
     }
 
-    /// Hands queued connections to free workers, growing the pool if they still wait.
-    fn pump(&mut self) {
-        self.assign();
-        if !self.queue.is_empty() {
-            self.grow();
-            self.assign();
-        }
-        self.check_drained();
-    }
-
-    fn assign(&mut self) {
-        while !self.queue.is_empty() {
-            let Some(id) = self.free.pop() else { return };
-            let Some(conn) = self.queue.pop_front() else {
-                return;
-            };
-            self.stats.dec(Gauge::Queued);
-            if let Err(conn) = self.send_to(id, conn) {
-                self.queue.push_front(conn);
-                self.stats.inc(Gauge::Queued);
-            }
-        }
-    }
-
-    /// Sends to a worker; a worker found dead is replaced and the connection handed back.
-    fn send_to(&mut self, id: WorkerId, conn: Connection) -> Result<(), Connection> {
-        let Some(slot) = self.slots.get_mut(&id) else {
-            return Err(conn);
-        };
-        match slot.link.serve.try_send(Serve(conn)) {
-            Ok(()) => {
-                slot.busy = true;
-                self.stats.inc(Gauge::Busy);
-                Ok(())
-            }
-            Err(SendError::Closed(Serve(conn)) | SendError::Full(Serve(conn))) => {
-                log::warn!("worker {id} is gone; replacing it");
-                self.retire(id);
-                self.spawn_workers(1);
-                Err(conn)
-            }
-        }
-    }
-
     fn retire(&mut self, id: WorkerId) {
-        let Some(slot) = self.slots.remove(&id) else {
-            return;
-        };
-        self.free.retain(|f| *f != id);
-        if slot.busy {
-            self.stats.dec(Gauge::Busy);
-        }
-        self.stats.dec(Gauge::Threads);
-        if let Some(arbiter) = slot.link.arbiter {
-            arbiter.stop();
+        if let Some(link) = self.workers.remove(&id) {
+            link.retire();
+            self.stats.dec(Gauge::Threads);
         }
     }
 
-    /// Workers serving; a worker whose thread died is not waited for.
-    fn busy(&self) -> usize {
-        let serving = |s: &&Slot| s.busy && s.link.serve.connected();
-        self.slots.values().filter(serving).count()
-    }
-
-    fn check_drained(&mut self) {
-        if !self.drains.is_empty() && self.queue.is_empty() && self.busy() == 0 {
-            for done in self.drains.drain(..) {
-                let _ = done.send(());
-            }
-        }
-    }
-
-    /// Replaces workers whose mailbox closed (their thread died).
+    /// Replaces workers whose thread died.
     fn replace_lost(&mut self) {
-        let lost: Vec<WorkerId> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| !s.link.serve.connected())
+        let lost: Vec<WorkerId> = (self.workers.iter())
+            .filter(|(_, link)| link.is_lost())
             .map(|(id, _)| *id)
             .collect();
         for id in lost {
@@ -240,17 +196,26 @@ impl Dispatcher {
         }
     }
 
+    /// Retires one surplus worker after SHRINK_AFTER_TICKS ticks with workers waiting.
     fn shrink(&mut self) {
-        let surplus = self.slots.len() > self.min;
-        if !(self.queue.is_empty() && !self.free.is_empty() && surplus) {
+        if self.pool.waiting() == 0 || self.workers.len() <= self.min {
             self.quiet_ticks = 0;
             return;
         }
         self.quiet_ticks += 1;
-        if self.quiet_ticks >= SHRINK_AFTER_TICKS && !self.free.is_empty() {
-            let oldest = self.free[0];
-            log::debug!("retiring idle worker {oldest}");
-            self.retire(oldest);
+        if self.quiet_ticks >= SHRINK_AFTER_TICKS {
+            if let Some(oldest) = self.workers.keys().min().copied() {
+                log::debug!("retiring idle worker {oldest}");
+                self.retire(oldest);
+            }
+        }
+    }
+
+    fn check_drained(&mut self) {
+        if self.pool.serving() == 0 && self.pool.idle.fresh() == 0 {
+            for done in self.drains.drain(..) {
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -268,24 +233,21 @@ impl actix::Handler<Connection> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, conn: Connection, _ctx: &mut Self::Context) {
-        self.queue.push_back(conn);
-        self.stats.inc(Gauge::Queued);
-        self.pump();
+        let peer = conn.peer;
+        if let Err(e) = self.pool.idle.admit(conn, true) {
+            log::warn!("{peer}: cannot watch new connection: {e}");
+        }
     }
 }
 
-impl actix::Handler<WorkerFree> for Dispatcher {
+impl actix::Handler<Exhausted> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, msg: WorkerFree, _ctx: &mut Self::Context) {
-        if let Some(slot) = self.slots.get_mut(&msg.id) {
-            if slot.busy {
-                slot.busy = false;
-                self.stats.dec(Gauge::Busy);
-                self.free.push(msg.id);
-            }
+    fn handle(&mut self, _: Exhausted, _ctx: &mut Self::Context) {
+        self.pool.grow_requested.store(false, Ordering::Relaxed);
+        if self.pool.waiting() == 0 {
+            self.grow();
         }
-        self.pump();
     }
 }
 
@@ -295,17 +257,19 @@ impl actix::Handler<Tick> for Dispatcher {
     fn handle(&mut self, _: Tick, _ctx: &mut Self::Context) {
         self.replace_lost();
         self.shrink();
-        self.pump();
     }
 }
 
 impl actix::Handler<Drain> for Dispatcher {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Drain, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Drain, ctx: &mut Self::Context) -> Self::Result {
         let (done, wait) = oneshot::channel();
         self.drains.push(done);
         self.check_drained();
+        if !self.drains.is_empty() {
+            ctx.run_interval(DRAIN_POLL, |dispatcher, _| dispatcher.check_drained());
+        }
         Box::pin(async move {
             let _ = wait.await;
         })
@@ -316,13 +280,11 @@ impl actix::Handler<Shutdown> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        let ids: Vec<WorkerId> = self.slots.keys().copied().collect();
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         for id in ids {
             self.retire(id);
         }
-        for _ in self.queue.drain(..) {
-            self.stats.dec(Gauge::Queued);
-        }
+        drop(self.pool.idle.take_all());
         ctx.stop();
     }
 }

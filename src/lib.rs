@@ -27,6 +27,7 @@ pub mod dispatcher;
 pub mod http;
 pub mod listener;
 pub mod monitor;
+pub mod pool;
 pub mod server;
 pub mod standalone;
 pub mod stats;

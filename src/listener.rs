@@ -127,6 +127,8 @@ impl Accepting {
             peer,
             local,
             buffered: BytesMut::new(),
+            ticket: None,
+            configured: false,
         });
     }
 }

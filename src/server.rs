@@ -14,7 +14,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::{Config, Interface, Method};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
 use crate::listener::{Listener, Pause};
-use crate::monitor::{Close, Monitor};
+use crate::monitor::{Close, Handover, IdleSet, Monitor};
+use crate::pool::Pool;
 use crate::stats::{Stats, StatusReport};
 use crate::worker::{Settings, Worker};
 
@@ -54,6 +55,8 @@ pub enum ServerError {
         /// The system's reason.
         source: io::Error,
     },
+    /// The pool could not be set up (e.g. no file descriptors left).
+    Io(io::Error),
     /// The server actor is gone.
     Gone,
 }
@@ -62,6 +65,7 @@ impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerError::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
+            ServerError::Io(e) => write!(f, "cannot start the worker pool: {e}"),
             ServerError::Gone => f.write_str("the server has stopped"),
         }
     }
@@ -70,60 +74,60 @@ impl fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 /// One generation of workers with its Dispatcher and Monitor; a restart replaces it.
-struct Pool {
-    /// Routes connections to workers.
+struct Generation {
+    /// Admits connections and sizes the pool.
     dispatcher: Addr<Dispatcher>,
-    /// Watches idle connections.
+    /// Keeps time: idle timeouts and ticks.
     monitor: Addr<Monitor>,
-    /// Tells the workers to finish up.
-    draining: Arc<AtomicBool>,
+    /// What the actors and workers share.
+    pool: Arc<Pool>,
 }
 
-impl Pool {
-    fn start(config: &Config, stats: &Arc<Stats>) -> Pool {
+impl Generation {
+    fn start(config: &Config, stats: &Arc<Stats>) -> io::Result<Generation> {
         let Method::Wsgi(app) = &config.method;
-        let draining = Arc::new(AtomicBool::new(false));
-        let settings = Arc::new(Settings {
+        let settings = Settings {
             app: app.clone(),
             limits: config.limits,
             read_timeout: config.read_timeout,
             server_name: config.server_name.clone(),
             stats: stats.clone(),
-            draining: draining.clone(),
-        });
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        let idle = IdleSet::new(stats.clone())?;
+        let pool = Arc::new(Pool::new(settings, idle, config.tick));
         let dispatcher_ctx = actix::Context::<Dispatcher>::new();
-        let to_dispatcher = dispatcher_ctx.address();
-        let monitor = Monitor::new(
-            config.timeout,
-            config.tick,
-            to_dispatcher.clone().recipient(),
-            to_dispatcher.recipient(),
-            stats.clone(),
-        )
-        .start();
-        let factory = Worker::factory(settings, monitor.clone().recipient());
-        let pool = Dispatcher::new(
-            config.min_threads,
-            config.max_threads,
-            factory,
-            stats.clone(),
-        );
-        Pool {
-            dispatcher: dispatcher_ctx.run(pool),
+        let ticks = dispatcher_ctx.address().recipient();
+        let monitor = Monitor::new(pool.clone(), config.timeout, config.tick, ticks).start();
+        let factory = Worker::factory(pool.clone());
+        let (min, max) = (config.min_threads, config.max_threads);
+        let dispatcher = Dispatcher::new(pool.clone(), min, max, factory, stats.clone());
+        Ok(Generation {
+            dispatcher: dispatcher_ctx.run(dispatcher),
             monitor,
-            draining,
-        }
+            pool,
+        })
     }
 
     async fn stop(self, graceful: bool, deadline: Duration) {
-        self.draining.store(true, Ordering::Relaxed);
+        self.pool.settings.draining.store(true, Ordering::Relaxed);
         let _ = self.monitor.send(Close).await;
-        if graceful
-            && tokio::time::timeout(deadline, self.dispatcher.send(Drain))
-                .await
-                .is_err()
-        {
+        if graceful && tokio::time::timeout(deadline, self.dispatcher.send(Drain)).await.is_err() {
             log::warn!("shutdown timeout passed with requests still in flight");
+        }
+        let _ = self.dispatcher.send(Shutdown).await;
+    }
+
+    /// Moves the waiting connections to `next`, then drains and stops this generation.
+    async fn hand_over(self, next: Arc<Pool>, deadline: Duration) {
+        self.pool.settings.draining.store(true, Ordering::Relaxed);
+        for (conn, fresh) in self.monitor.send(Handover).await.unwrap_or_default() {
+            if let Err(e) = next.idle.admit(conn, fresh) {
+                log::warn!("cannot move a connection to the new pool: {e}");
+            }
+        }
+        if tokio::time::timeout(deadline, self.dispatcher.send(Drain)).await.is_err() {
+            log::warn!("restart: shutdown timeout passed with requests still in flight");
         }
         let _ = self.dispatcher.send(Shutdown).await;
     }
@@ -133,8 +137,8 @@ impl Pool {
 struct Running {
     /// One per interface.
     listeners: Vec<Addr<Listener>>,
-    /// The current pool.
-    pool: Pool,
+    /// The current generation of workers.
+    generation: Generation,
 }
 
 /// Owns the listening sockets and the actors that serve them.
@@ -186,12 +190,12 @@ impl Server {
         Ok(())
     }
 
-    fn start_listeners(&self, pool: &Pool) -> Vec<Addr<Listener>> {
+    fn start_listeners(&self, generation: &Generation) -> Vec<Addr<Listener>> {
         let mut listeners = Vec::new();
         for socket in &self.sockets {
             match socket.try_clone() {
                 Ok(dup) => {
-                    let to = pool.dispatcher.clone().recipient();
+                    let to = generation.dispatcher.clone().recipient();
                     listeners.push(Listener::new(dup, to, self.stats.clone()).start());
                 }
                 Err(e) => log::error!("cannot share a listening socket: {e}"),
@@ -203,9 +207,12 @@ impl Server {
     fn start(&mut self) -> Result<Vec<SocketAddr>, ServerError> {
         if self.running.is_none() {
             self.bind_all()?;
-            let pool = Pool::start(&self.config, &self.stats);
-            let listeners = self.start_listeners(&pool);
-            self.running = Some(Running { listeners, pool });
+            let generation = Generation::start(&self.config, &self.stats).map_err(ServerError::Io)?;
+            let listeners = self.start_listeners(&generation);
+            self.running = Some(Running {
+                listeners,
+                generation,
+            });
             log::info!("serving on {:?}", self.bound_addrs());
         }
         Ok(self.bound_addrs())
@@ -228,11 +235,15 @@ fn bind(iface: &Interface, backlog: u32) -> Result<TcpListener, ServerError> {
     Ok(socket.into())
 }
 
-async fn retire(running: Running, graceful: bool, deadline: Duration) {
-    for listener in running.listeners {
+async fn pause_all(listeners: Vec<Addr<Listener>>) {
+    for listener in listeners {
         let _ = listener.send(Pause).await;
     }
-    running.pool.stop(graceful, deadline).await;
+}
+
+async fn retire(running: Running, graceful: bool, deadline: Duration) {
+    pause_all(running.listeners).await;
+    running.generation.stop(graceful, deadline).await;
 }
 
 impl Actor for Server {
@@ -282,10 +293,15 @@ impl actix::Handler<Restart> for Server {
         log::info!("restarting");
         let old = self.running.take();
         let started = self.start().map(|_| ());
+        let next = self.running.as_ref().map(|r| r.generation.pool.clone());
         let deadline = self.config.shutdown_timeout;
         let retiring = async move {
             if let Some(old) = old {
-                retire(old, true, deadline).await;
+                pause_all(old.listeners).await;
+                match next {
+                    Some(next) => old.generation.hand_over(next, deadline).await,
+                    None => old.generation.stop(true, deadline).await,
+                }
             }
         };
         AtomicResponse::new(Box::pin(retiring.into_actor(self).map(move |(), _, _| {

@@ -6,6 +6,8 @@
 //! every part of it is kept as a byte range into it, so no string is
 //! allocated per header.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::error::{bad_request, ProtocolError};
@@ -358,17 +360,17 @@ fn run_httparse(
     data: &[u8],
     max_headers: usize,
 ) -> Result<httparse::Status<RawHead>, httparse::Error> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap = Vec::new();
     let slots = match stack.get_mut(..max_headers) {
         Some(slots) => slots,
         None => {
-            heap.resize(max_headers, httparse::EMPTY_HEADER);
+            heap.resize_with(max_headers, MaybeUninit::uninit);
             heap.as_mut_slice()
         }
     };
-    let mut req = httparse::Request::new(slots);
-    Ok(match req.parse(data)? {
+    let mut req = httparse::Request::new(&mut []);
+    Ok(match req.parse_with_uninit_headers(data, slots)? {
         httparse::Status::Complete(len) => {
             httparse::Status::Complete(RawHead::new(data, &req, len))
         }

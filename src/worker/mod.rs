@@ -1,26 +1,27 @@
-//! The Worker actor: one per arbiter (thread), serving one connection at a time with blocking
-//! I/O and running the application inline.
+//! The Worker actor: one per arbiter (thread). A free worker waits in the pool's idle set; it
+//! takes a connection that has input, serves its requests with blocking I/O, running the
+//! application inline, and parks the connection again when nothing more is buffered.
 
 mod body;
 mod respond;
 mod session;
 mod socket;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use crate::app::Application;
-use crate::dispatcher::{Connection, WorkerFactory, WorkerFree, WorkerId, WorkerLink};
+use crate::dispatcher::{Connection, Exhausted, WorkerFactory, WorkerId, WorkerLink};
 use crate::http::Limits;
-use crate::monitor::Park;
-use crate::stats::Stats;
+use crate::pool::Pool;
+use crate::stats::{Gauge, Stats};
 
-pub(crate) use session::{serve, Outcome};
+pub(crate) use session::{serve, Buffers, Outcome};
 
-/// What every worker of one pool shares.
+/// How connections are served: what every worker of one pool shares.
 pub struct Settings {
     /// The application that answers requests.
     pub app: Arc<dyn Application>,
@@ -32,72 +33,134 @@ pub struct Settings {
     pub server_name: String,
     /// Gauges and totals.
     pub stats: Arc<Stats>,
-    /// Set when the pool drains: responses say `Connection: close` and idle connections close.
+    /// Set when the pool drains: responses say `Connection: close` and connections close
+    /// instead of being parked.
     pub draining: Arc<AtomicBool>,
 }
 
-/// Serve this connection (from the Dispatcher).
+/// Starts the serving loop (sent by the worker to itself when started).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Serve(pub Connection);
+struct Run;
 
-/// A worker: its thread blocks while it serves, which is what its own arbiter is for.
+/// A worker: its thread blocks while it waits and serves, which is what its own arbiter is for.
 pub struct Worker {
-    /// Its name in the Dispatcher's pool, sent back with [`WorkerFree`].
+    /// Its name in the Dispatcher's pool.
     id: WorkerId,
-    /// The pool's settings.
-    settings: Arc<Settings>,
-    /// Where to report that this worker is free again.
-    dispatcher: Recipient<WorkerFree>,
-    /// Where idle keep-alive connections go.
-    monitor: Recipient<Park>,
+    /// The pool it serves.
+    pool: Arc<Pool>,
+    /// Set by the Dispatcher to retire this worker; checked between connections.
+    retire: Arc<AtomicBool>,
+    /// Where to ask for more workers when this one took the last waiting place.
+    dispatcher: Recipient<Exhausted>,
+    /// Buffers lent to each connection served.
+    bufs: Buffers,
 }
 
 impl Worker {
-    /// A worker reporting to `dispatcher` and parking idle connections with `monitor`.
+    /// A worker of `pool`, retired when `retire` is set.
     pub fn new(
         id: WorkerId,
-        settings: Arc<Settings>,
-        dispatcher: Recipient<WorkerFree>,
-        monitor: Recipient<Park>,
+        pool: Arc<Pool>,
+        retire: Arc<AtomicBool>,
+        dispatcher: Recipient<Exhausted>,
     ) -> Self {
         Worker {
             id,
-            settings,
+            pool,
+            retire,
             dispatcher,
-            monitor,
+            bufs: Buffers::default(),
         }
     }
 
     /// Starts workers on arbiters of their own, for a Dispatcher.
-    pub fn factory(settings: Arc<Settings>, monitor: Recipient<Park>) -> WorkerFactory {
+    pub fn factory(pool: Arc<Pool>) -> WorkerFactory {
         Box::new(move |id, dispatcher| {
             let arbiter = Arbiter::new();
-            let (settings, monitor) = (settings.clone(), monitor.clone());
+            let retire = Arc::new(AtomicBool::new(false));
+            let (pool, flag) = (pool.clone(), retire.clone());
             let addr = Worker::start_in_arbiter(&arbiter.handle(), move |_| {
-                Worker::new(id, settings, dispatcher, monitor)
+                Worker::new(id, pool, flag, dispatcher)
             });
             WorkerLink {
-                serve: addr.recipient(),
+                alive: addr.recipient(),
+                retire,
                 arbiter: Some(arbiter),
             }
         })
+    }
+
+    fn run(&mut self) {
+        while !self.retire.load(Ordering::Relaxed) {
+            self.pool.waiting.fetch_add(1, Ordering::Relaxed);
+            let taken = self.pool.idle.take_ready(self.pool.tick);
+            let others = self.pool.waiting.fetch_sub(1, Ordering::Relaxed) - 1;
+            if let Some(conn) = taken {
+                if others == 0 {
+                    self.ask_to_grow();
+                }
+                self.serve(conn);
+            }
+        }
+        log::debug!("worker {} retired", self.id);
+    }
+
+    fn ask_to_grow(&self) {
+        if !self.pool.grow_requested.swap(true, Ordering::Relaxed) {
+            self.dispatcher.do_send(Exhausted);
+        }
+    }
+
+    /// Serves `conn` until it is parked or closed; input that arrived while it was served
+    /// makes the worker serve it again at once.
+    fn serve(&mut self, mut conn: Connection) {
+        self.pool.serving.fetch_add(1, Ordering::Relaxed);
+        self.pool.settings.stats.inc(Gauge::Busy);
+        loop {
+            let peer = conn.peer;
+            match serve(conn, &self.pool.settings, &mut self.bufs) {
+                Outcome::Idle(idle) => match self.pool.idle.park(idle) {
+                    Ok(()) => break,
+                    Err(again) => conn = again,
+                },
+                Outcome::Closed(ticket) => {
+                    log::debug!("{peer}: connection closed");
+                    ticket.into_iter().for_each(|t| self.pool.idle.forget(t));
+                    break;
+                }
+            }
+        }
+        self.pool.settings.stats.dec(Gauge::Busy);
+        self.pool.serving.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Actor for Worker {
     type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.notify(Run);
+    }
 }
 
-impl actix::Handler<Serve> for Worker {
+impl actix::Handler<Run> for Worker {
     type Result = ();
 
-    fn handle(&mut self, Serve(conn): Serve, _ctx: &mut Self::Context) {
-        let peer = conn.peer;
-        match serve(conn, &self.settings) {
-            Outcome::Idle(conn) => self.monitor.do_send(Park(conn)),
-            Outcome::Closed => log::debug!("{peer}: connection closed"),
-        }
-        self.dispatcher.do_send(WorkerFree { id: self.id });
+    fn handle(&mut self, _: Run, ctx: &mut Self::Context) {
+        self.run();
+        ctx.stop();
     }
+}
+
+/// Asks whether a worker is alive; answered only between connections, its use is the
+/// mailbox's `connected()` state.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ping;
+
+impl actix::Handler<Ping> for Worker {
+    type Result = ();
+
+    fn handle(&mut self, _: Ping, _ctx: &mut Self::Context) {}
 }

@@ -1,9 +1,10 @@
 //! Serving one connection with blocking I/O: requests in turn, while they keep coming.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use http::StatusCode;
@@ -12,26 +13,21 @@ use crate::access_log::{self, Entry};
 use crate::app::{Application, Environ, Input, Reply};
 use crate::dispatcher::Connection;
 use crate::http::{error_response, parse_head, ProtocolError, RequestHead};
-use crate::stats::Gauge;
+use crate::monitor::Ticket;
 
 use super::body::{BodyFault, BodyReader};
 use super::respond::{write_reply, Plan};
 use super::socket::Socket;
 use super::Settings;
 
-/// How long a worker waits for the next request on a keep-alive connection before it hands the
-/// connection to the Monitor. Long enough to cover a busy client's round trip, short enough
-/// that an idle connection does not hold a thread.
-const LINGER: Duration = Duration::from_millis(5);
-
 /// The most unread request body discarded to keep a connection open; past it, it closes.
 const DISCARD_LIMIT: u64 = 256 * 1024;
 
 /// How a connection left the worker.
 pub(crate) enum Outcome {
-    /// Closed (by either side, or after an error).
-    Closed,
-    /// Open and idle: the Monitor watches it until the next request.
+    /// Closed (by either side, or after an error); the ticket is to be forgotten.
+    Closed(Option<Ticket>),
+    /// Open with nothing to read: to be parked in the idle set until the next request.
     Idle(Connection),
 }
 
@@ -45,14 +41,44 @@ enum After {
     Reject(ProtocolError),
 }
 
-/// Whether a request is coming.
-enum Awaited {
-    /// Bytes of a request are buffered.
-    Ready,
-    /// Nothing came within the linger time.
-    Idle,
-    /// The client closed, or the pool is draining.
+/// The outcome of reading a head.
+enum Head {
+    /// A complete head.
+    Complete(RequestHead),
+    /// The readiness report was spurious: nothing to read after all.
+    NotReady,
+    /// The client closed (possibly mid-head).
     Closed,
+}
+
+/// Whether another request is at hand.
+enum Awaited {
+    /// Bytes of a request are buffered, or the socket was reported readable.
+    Ready,
+    /// Nothing buffered: park the connection.
+    Idle,
+    /// The pool is draining: close instead of parking.
+    Closed,
+}
+
+/// A worker's buffers, lent to each connection it serves so that serving allocates nothing
+/// for them.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    /// Where bytes read from a client land (when the connection brings none of its own).
+    read: BytesMut,
+    /// Where response heads are built.
+    out: Vec<u8>,
+}
+
+/// How serving a connection ends.
+enum End {
+    /// Nothing more to read: park it.
+    Idle,
+    /// Close it.
+    Close,
+    /// Answer with this error, then close.
+    Reject(ProtocolError),
 }
 
 /// One connection being served.
@@ -67,89 +93,120 @@ struct Session<'s> {
     local: SocketAddr,
     /// The pool's shared settings.
     settings: &'s Settings,
-    /// Scratch space for response heads, reused across requests.
-    out: Vec<u8>,
+    /// The worker's buffers (its read buffer is in `buf` while this connection uses it).
+    bufs: &'s mut Buffers,
+    /// The socket was reported readable and nothing has been read since.
+    readable: bool,
+    /// The connection's place in the idle set.
+    ticket: Option<Ticket>,
 }
 
 /// Serves `conn` until it closes or goes idle.
-pub(crate) fn serve(conn: Connection, settings: &Settings) -> Outcome {
+pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -> Outcome {
     let Connection {
         stream,
         peer,
         local,
         buffered,
+        ticket,
+        configured,
     } = conn;
-    let socket = match Socket::new(stream, settings.read_timeout) {
+    let socket = match Socket::new(stream, settings.read_timeout, configured) {
         Ok(socket) => socket,
         Err(e) => {
             log::debug!("{peer}: cannot configure socket: {e}");
-            return Outcome::Closed;
+            return Outcome::Closed(ticket);
         }
+    };
+    let buf = match buffered.is_empty() {
+        true => std::mem::take(&mut bufs.read),
+        false => buffered,
     };
     let session = Session {
         socket,
-        buf: buffered,
+        buf,
         peer,
         local,
         settings,
-        out: Vec::with_capacity(512),
+        bufs,
+        readable: true,
+        ticket,
     };
     session.run()
 }
 
 impl Session<'_> {
     fn run(mut self) -> Outcome {
+        let end = self.serve_requests();
+        if self.buf.is_empty() {
+            self.bufs.read = std::mem::take(&mut self.buf);
+        }
+        match end {
+            End::Idle => self.into_idle(),
+            End::Close => Outcome::Closed(self.ticket),
+            End::Reject(e) => self.reject(&e),
+        }
+    }
+
+    fn serve_requests(&mut self) -> End {
         loop {
             match self.await_request() {
                 Awaited::Ready => {}
-                Awaited::Idle => return self.into_idle(),
-                Awaited::Closed => return Outcome::Closed,
+                Awaited::Idle => return End::Idle,
+                Awaited::Closed => return End::Close,
             }
-            let after = match self.read_head() {
-                Ok(Some(head)) => self.serve_request(head),
-                Ok(None) => After::Close,
+            let readable = std::mem::take(&mut self.readable);
+            let after = match self.read_head(readable) {
+                Ok(Head::Complete(head)) => self.serve_request(head),
+                Ok(Head::NotReady) => return End::Idle,
+                Ok(Head::Closed) => After::Close,
                 Err(e) => After::Reject(e),
             };
             match after {
                 After::KeepAlive => {}
-                After::Close => return Outcome::Closed,
-                After::Reject(e) => return self.reject(&e),
+                After::Close => return End::Close,
+                After::Reject(e) => return End::Reject(e),
             }
         }
     }
 
     fn await_request(&mut self) -> Awaited {
-        if !self.buf.is_empty() {
+        if !self.buf.is_empty() || self.readable {
             return Awaited::Ready;
         }
-        if self.settings.draining.load(Ordering::Relaxed) {
-            return Awaited::Closed;
-        }
-        if self.settings.stats.get(Gauge::Queued) > 0 {
-            return Awaited::Idle;
-        }
-        match self.socket.fill(&mut self.buf, LINGER) {
-            Ok(0) => Awaited::Closed,
-            Ok(_) => Awaited::Ready,
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Awaited::Idle,
-            Err(_) => Awaited::Closed,
+        match self.settings.draining.load(Ordering::Relaxed) {
+            true => Awaited::Closed,
+            false => Awaited::Idle,
         }
     }
 
-    /// Reads a head within `read_timeout`; `Ok(None)` when the client closed first.
-    fn read_head(&mut self) -> Result<Option<RequestHead>, ProtocolError> {
-        let deadline = Instant::now() + self.settings.read_timeout;
+    /// Reads a head within `read_timeout`. The first read of a connection reported readable
+    /// does not block (a spurious report gives `NotReady`), so it needs no deadline.
+    fn read_head(&mut self, readable: bool) -> Result<Head, ProtocolError> {
+        let mut deadline = None;
+        let mut first = readable;
         loop {
             if let Some(head) = parse_head(&mut self.buf, &self.settings.limits)? {
-                return Ok(Some(head));
+                return Ok(Head::Complete(head));
             }
-            match self.socket.fill_by(&mut self.buf, deadline) {
-                Ok(0) => return Ok(None),
+            let filled = match std::mem::take(&mut first) {
+                true => self.socket.fill_ready(&mut self.buf),
+                false => {
+                    let budget = self.settings.read_timeout;
+                    let by = *deadline.get_or_insert_with(|| Instant::now() + budget);
+                    self.socket.fill_by(&mut self.buf, by)
+                }
+            };
+            match filled {
+                Ok(0) => return Ok(Head::Closed),
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(e) if e.kind() == ErrorKind::WouldBlock && self.buf.is_empty() => {
+                    return Ok(Head::NotReady)
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
                     return Err(ProtocolError::RequestTimeout)
                 }
-                Err(_) => return Ok(None),
+                Err(_) => return Ok(Head::Closed),
             }
         }
     }
@@ -168,7 +225,7 @@ impl Session<'_> {
             keep_alive: wants_keep_alive && body_clean && !draining,
             server: &self.settings.server_name,
         };
-        let sent = write_reply(&mut self.socket, &mut self.out, reply, &plan);
+        let sent = write_reply(&mut self.socket, &mut self.bufs.out, reply, &plan);
         self.settings.stats.request_served();
         let Ok(sent) = sent else {
             return After::Close;
@@ -204,21 +261,28 @@ impl Session<'_> {
     }
 
     fn reject(mut self, err: &ProtocolError) -> Outcome {
+        let ticket = self.ticket;
         log::debug!("{}: rejected request: {err}", self.peer);
         let response = error_response(err, &self.settings.server_name);
         if self.socket.write_all(&response).is_ok() {
             self.settings.stats.request_served();
             self.socket.close_lingering();
         }
-        Outcome::Closed
+        Outcome::Closed(ticket)
     }
 
     fn into_idle(self) -> Outcome {
+        let ticket = self.ticket;
+        let Ok(stream) = self.socket.into_inner(self.settings.read_timeout) else {
+            return Outcome::Closed(ticket);
+        };
         Outcome::Idle(Connection {
-            stream: self.socket.into_inner(),
+            stream,
             peer: self.peer,
             local: self.local,
             buffered: BytesMut::new(),
+            ticket: self.ticket,
+            configured: true,
         })
     }
 }

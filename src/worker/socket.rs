@@ -6,6 +6,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use rustix::net::{recv, RecvFlags};
 
 /// The most bytes taken from the socket by one read into a buffer.
 const READ_CHUNK: usize = 8 * 1024;
@@ -31,18 +32,40 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    /// Wraps a blocking stream; writes give up after `write_timeout`.
-    pub(crate) fn new(stream: TcpStream, write_timeout: Duration) -> io::Result<Self> {
-        stream.set_write_timeout(Some(write_timeout))?;
+    /// Wraps a blocking stream whose reads and writes give up after `timeout`; `configured`
+    /// says the socket already has these settings.
+    pub(crate) fn new(stream: TcpStream, timeout: Duration, configured: bool) -> io::Result<Self> {
+        if !configured {
+            stream.set_write_timeout(Some(timeout))?;
+            stream.set_read_timeout(Some(timeout))?;
+        }
         Ok(Socket {
             stream,
-            read_timeout: None,
+            read_timeout: Some(timeout),
         })
     }
 
-    /// Gives the stream back, e.g. to park it with the Monitor.
-    pub(crate) fn into_inner(self) -> TcpStream {
-        self.stream
+    /// Gives the stream back with its read timeout set to `timeout` again, e.g. to park it.
+    pub(crate) fn into_inner(self, timeout: Duration) -> io::Result<TcpStream> {
+        if self.read_timeout != Some(timeout) {
+            self.stream.set_read_timeout(Some(timeout))?;
+        }
+        Ok(self.stream)
+    }
+
+    /// Appends what is available to `buf` without waiting (the socket was reported readable;
+    /// `WouldBlock` if the report was spurious); `Ok(0)` means the peer closed.
+    pub(crate) fn fill_ready(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        SCRATCH.with_borrow_mut(|scratch| loop {
+            match recv(&self.stream, &mut scratch[..], RecvFlags::DONTWAIT) {
+                Ok((n, _)) => {
+                    buf.extend_from_slice(&scratch[..n]);
+                    return Ok(n);
+                }
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        })
     }
 
     /// Appends what arrives within `timeout` to `buf`; `Ok(0)` means the peer closed.

@@ -1,0 +1,274 @@
+//! The set of connections waiting for input: one epoll instance shared by a pool's workers.
+//!
+//! A connection is registered once, edge-triggered, when it is admitted. Between requests it is
+//! *parked*; a free worker waiting on the set (several may wait at once; the kernel wakes one
+//! per event) *takes* a parked connection that became readable and owns it until it parks it
+//! again or closes it. Parking costs no system call: input that arrives while a worker owns the
+//! connection is noted as *pending*, and parking a connection with pending input hands it
+//! straight back to its worker. The table is the single authority on who owns a connection:
+//! whoever changes an entry from parked to owned (a worker) or removes it (the Monitor expiring
+//! it) owns it.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustix::event::{epoll, Timespec};
+use slab::Slab;
+
+use crate::dispatcher::Connection;
+use crate::stats::{Gauge, Stats};
+
+/// Gives every set a distinct id, so that a ticket names the set it belongs to.
+static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A connection's place in a set, carried by the connection while a worker owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    /// The set.
+    set: u64,
+    /// The table key.
+    key: usize,
+    /// Tells this connection from earlier ones at the same key.
+    generation: u32,
+}
+
+/// Where a registered connection is.
+enum Place {
+    /// Waiting for input.
+    Parked {
+        /// The connection.
+        conn: Connection,
+        /// When it was parked, for the keep-alive timeout.
+        since: Instant,
+        /// Never served yet: counts as queued rather than idle.
+        fresh: bool,
+    },
+    /// Being served by a worker.
+    Owned {
+        /// Input arrived since the worker took it.
+        pending: bool,
+    },
+}
+
+/// A registered connection.
+struct Entry {
+    /// Tells this entry from earlier ones at the same key.
+    generation: u32,
+    /// Parked or owned.
+    place: Place,
+}
+
+/// The registered connections, behind one lock.
+struct Table {
+    /// Entries by key.
+    slab: Slab<Entry>,
+    /// The last generation given out.
+    generation: u32,
+    /// Parked entries never served.
+    fresh: usize,
+    /// Parked entries in all.
+    parked: usize,
+}
+
+/// Connections waiting for input, watched by one epoll instance.
+pub struct IdleSet {
+    /// This set's id.
+    id: u64,
+    /// The epoll instance.
+    epoll: OwnedFd,
+    /// The registered connections.
+    table: Mutex<Table>,
+    /// Gauges: Queued (fresh connections) and Idle (keep-alive connections).
+    stats: Arc<Stats>,
+}
+
+impl IdleSet {
+    /// An empty set.
+    pub fn new(stats: Arc<Stats>) -> io::Result<Self> {
+        Ok(IdleSet {
+            id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
+            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+            table: Mutex::new(Table {
+                slab: Slab::new(),
+                generation: 0,
+                fresh: 0,
+                parked: 0,
+            }),
+            stats,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers and parks a connection that is not in this set: a new one (`fresh`), or one
+    /// moved from another pool. On error the connection is closed.
+    pub fn admit(&self, mut conn: Connection, fresh: bool) -> io::Result<()> {
+        let mut table = self.lock();
+        table.generation = table.generation.wrapping_add(1);
+        let generation = table.generation;
+        let key = table.slab.vacant_key();
+        conn.ticket = Some(Ticket {
+            set: self.id,
+            key,
+            generation,
+        });
+        let data = epoll::EventData::new_u64(token(key, generation));
+        let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ET;
+        epoll::add(&self.epoll, conn.stream.as_fd(), data, flags)?;
+        let place = self.parked_place(&mut table, conn, fresh);
+        table.slab.insert(Entry { generation, place });
+        Ok(())
+    }
+
+    /// Parks a connection a worker took from this set; `Err` gives it back when input is
+    /// already pending (serve it again). A connection from elsewhere is admitted.
+    pub fn park(&self, conn: Connection) -> Result<(), Connection> {
+        let Some(ticket) = conn.ticket.filter(|t| t.set == self.id) else {
+            let peer = conn.peer;
+            if let Err(e) = self.admit(conn, false) {
+                log::warn!("{peer}: cannot watch connection: {e}");
+            }
+            return Ok(());
+        };
+        let mut table = self.lock();
+        let pending = match table.slab.get(ticket.key) {
+            Some(e) if e.generation == ticket.generation => {
+                matches!(e.place, Place::Owned { pending: true })
+            }
+            _ => return Ok(()),
+        };
+        if pending {
+            if let Some(entry) = table.slab.get_mut(ticket.key) {
+                entry.place = Place::Owned { pending: false };
+            }
+            return Err(conn);
+        }
+        let place = self.parked_place(&mut table, conn, false);
+        if let Some(entry) = table.slab.get_mut(ticket.key) {
+            entry.place = place;
+        }
+        Ok(())
+    }
+
+    fn parked_place(&self, table: &mut Table, conn: Connection, fresh: bool) -> Place {
+        table.parked += 1;
+        table.fresh += usize::from(fresh);
+        self.stats.inc(gauge_of(fresh));
+        Place::Parked {
+            conn,
+            since: Instant::now(),
+            fresh,
+        }
+    }
+
+    /// Forgets a connection its worker closed.
+    pub fn forget(&self, ticket: Ticket) {
+        let mut table = self.lock();
+        let current = table.slab.get(ticket.key).map(|e| e.generation);
+        if ticket.set == self.id && current == Some(ticket.generation) {
+            table.slab.remove(ticket.key);
+        }
+    }
+
+    /// Waits up to `timeout` for a parked connection with input and takes it.
+    pub fn take_ready(&self, timeout: Duration) -> Option<Connection> {
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 1];
+        let timeout = Timespec::try_from(timeout).ok()?;
+        let (ready, _) = epoll::wait(&self.epoll, &mut events, Some(&timeout)).ok()?;
+        let data = ready.first()?.data.u64();
+        let key = usize::try_from(data >> 32).ok()?;
+        let mut table = self.lock();
+        let entry = table.slab.get_mut(key).filter(|e| e.generation == data as u32)?;
+        match &mut entry.place {
+            Place::Owned { pending } => {
+                *pending = true;
+                None
+            }
+            Place::Parked { .. } => {
+                let owned = Place::Owned { pending: false };
+                let place = std::mem::replace(&mut entry.place, owned);
+                self.unparked(&mut table, place)
+            }
+        }
+    }
+
+    /// Counts a place that stopped being parked and gives its connection.
+    fn unparked(&self, table: &mut Table, place: Place) -> Option<Connection> {
+        let Place::Parked { conn, fresh, .. } = place else {
+            return None;
+        };
+        table.parked -= 1;
+        table.fresh -= usize::from(fresh);
+        self.stats.dec(gauge_of(fresh));
+        Some(conn)
+    }
+
+    /// Removes the parked connections that `select` picks (given how long each has been
+    /// parked and whether it is fresh), with their freshness.
+    fn remove_parked(&self, select: impl Fn(Duration, bool) -> bool) -> Vec<(Connection, bool)> {
+        let mut table = self.lock();
+        let now = Instant::now();
+        let keys: Vec<usize> = (table.slab.iter())
+            .filter(|(_, e)| match &e.place {
+                Place::Parked { since, fresh, .. } => select(now.duration_since(*since), *fresh),
+                Place::Owned { .. } => false,
+            })
+            .map(|(key, _)| key)
+            .collect();
+        let mut removed = Vec::with_capacity(keys.len());
+        for key in keys {
+            let place = table.slab.remove(key).place;
+            let fresh = matches!(place, Place::Parked { fresh: true, .. });
+            removed.extend(self.unparked(&mut table, place).map(|c| (c, fresh)));
+        }
+        removed
+    }
+
+    /// Removes connections parked for `timeout` or longer (to be closed).
+    pub fn expire(&self, timeout: Duration) -> Vec<(Connection, bool)> {
+        self.remove_parked(|parked, _| parked >= timeout)
+    }
+
+    /// Removes every parked connection, with its freshness: to move them (restart).
+    pub fn take_all(&self) -> Vec<(Connection, bool)> {
+        self.remove_parked(|_, _| true)
+    }
+
+    /// Removes the parked connections that were served before (idle keep-alive ones).
+    pub fn take_idle(&self) -> Vec<Connection> {
+        let idle = self.remove_parked(|_, fresh| !fresh);
+        idle.into_iter().map(|(conn, _)| conn).collect()
+    }
+
+    /// How many parked connections were never served (new connections waiting).
+    pub fn fresh(&self) -> usize {
+        self.lock().fresh
+    }
+
+    /// How many connections are parked.
+    pub fn len(&self) -> usize {
+        self.lock().parked
+    }
+
+    /// Whether no connection is parked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn token(key: usize, generation: u32) -> u64 {
+    ((key as u64) << 32) | u64::from(generation)
+}
+
+fn gauge_of(fresh: bool) -> Gauge {
+    match fresh {
+        true => Gauge::Queued,
+        false => Gauge::Idle,
+    }
+}

@@ -1,0 +1,88 @@
+//! The Monitor actor: keeps time for a pool. Every tick it closes connections idle longer
+//! than `timeout` and sends `Tick` to the Dispatcher; on stop it closes the idle connections,
+//! on restart it hands every waiting connection over to the next pool.
+//!
+//! The waiting itself needs no thread per connection: connections wait in the pool's
+//! [`IdleSet`], one epoll instance that free workers wait on.
+
+mod idle_set;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+pub use idle_set::{IdleSet, Ticket};
+
+use crate::dispatcher::{Connection, Tick};
+use crate::pool::Pool;
+
+/// Closes the idle keep-alive connections and stops the Monitor (graceful stop: connections
+/// never served yet stay, for the draining workers).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// Takes every waiting connection, with whether it was never served, and stops the Monitor
+/// (restart: they move to the next pool).
+#[derive(Message)]
+#[rtype(result = "Vec<(Connection, bool)>")]
+pub struct Handover;
+
+/// Expires idle connections and ticks.
+pub struct Monitor {
+    /// The pool whose idle set is watched.
+    pool: Arc<Pool>,
+    /// How long a connection may stay idle.
+    timeout: Duration,
+    /// The tick period.
+    tick: Duration,
+    /// Where ticks go.
+    ticks: Recipient<Tick>,
+}
+
+impl Monitor {
+    /// A Monitor closing connections idle for `timeout` and ticking every `tick`.
+    pub fn new(pool: Arc<Pool>, timeout: Duration, tick: Duration, ticks: Recipient<Tick>) -> Self {
+        Monitor {
+            pool,
+            timeout,
+            tick,
+            ticks,
+        }
+    }
+
+    fn on_tick(&mut self) {
+        for (conn, _) in self.pool.idle.expire(self.timeout) {
+            log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout);
+        }
+        self.ticks.do_send(Tick);
+    }
+}
+
+impl Actor for Monitor {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.tick, |monitor, _| monitor.on_tick());
+    }
+}
+
+impl actix::Handler<Close> for Monitor {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
+        let closed = self.pool.idle.take_idle().len();
+        log::debug!("closed {closed} idle connections");
+        ctx.stop();
+    }
+}
+
+impl actix::Handler<Handover> for Monitor {
+    type Result = MessageResult<Handover>;
+
+    fn handle(&mut self, _: Handover, ctx: &mut Self::Context) -> Self::Result {
+        ctx.stop();
+        MessageResult(self.pool.idle.take_all())
+    }
+}
