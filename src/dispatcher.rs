@@ -159,6 +159,13 @@ impl Dispatcher {
             self.workers.insert(id, (self.factory)(id, myself.clone()));
             self.stats.inc(Gauge::Threads);
         }
+        self.note_size();
+    }
+
+    /// Tells the workers whether asking to grow can help.
+    fn note_size(&self) {
+        let full = self.max != 0 && self.workers.len() >= self.max;
+        self.pool.full.store(full, Ordering::Relaxed);
     }
 
     /// Adds workers ahead of demand: half the pool, the connections waiting, or GROW_MIN.
@@ -181,6 +188,7 @@ impl Dispatcher {
             link.retire();
             self.stats.dec(Gauge::Threads);
         }
+        self.note_size();
     }
 
     /// Replaces workers whose thread died.

@@ -20,6 +20,8 @@ pub struct Pool {
     /// A worker found no other worker waiting and asked the Dispatcher to grow; cleared by
     /// the Dispatcher, so that one shortage sends one message.
     pub grow_requested: AtomicBool,
+    /// The pool has `max_threads` workers: asking to grow is pointless.
+    pub full: AtomicBool,
     /// How long a waiting worker blocks before it checks whether it was retired.
     pub tick: Duration,
 }
@@ -33,6 +35,7 @@ impl Pool {
             waiting: AtomicUsize::new(0),
             serving: AtomicUsize::new(0),
             grow_requested: AtomicBool::new(false),
+            full: AtomicBool::new(false),
             tick,
         }
     }

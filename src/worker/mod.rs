@@ -107,6 +107,9 @@ impl Worker {
     }
 
     fn ask_to_grow(&self) {
+        if self.pool.full.load(Ordering::Relaxed) {
+            return;
+        }
         if !self.pool.grow_requested.swap(true, Ordering::Relaxed) {
             self.dispatcher.do_send(Exhausted);
         }
