@@ -55,7 +55,8 @@ pub struct Connection {
     pub configured: bool,
 }
 
-/// A worker took a connection and no other worker was left waiting: grow ahead of demand.
+/// A worker took a connection and no other worker was left waiting: if every worker is
+/// serving, grow ahead of demand.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Exhausted;
@@ -86,8 +87,9 @@ pub struct WorkerLink {
 }
 
 impl WorkerLink {
-    fn retire(self) {
+    fn retire(self, pool: &Pool) {
         self.retire.store(true, Ordering::Relaxed);
+        pool.wake_all();
         if let Some(arbiter) = self.arbiter {
             arbiter.stop();
         }
@@ -185,7 +187,7 @@ impl Dispatcher {
 
     fn retire(&mut self, id: WorkerId) {
         if let Some(link) = self.workers.remove(&id) {
-            link.retire();
+            link.retire(&self.pool);
             self.stats.dec(Gauge::Threads);
         }
         self.note_size();
@@ -206,7 +208,7 @@ impl Dispatcher {
 
     /// Retires one surplus worker after SHRINK_AFTER_TICKS ticks with workers waiting.
     fn shrink(&mut self) {
-        if self.pool.waiting() == 0 || self.workers.len() <= self.min {
+        if self.pool.followers() == 0 || self.workers.len() <= self.min {
             self.quiet_ticks = 0;
             return;
         }
@@ -253,7 +255,7 @@ impl actix::Handler<Exhausted> for Dispatcher {
 
     fn handle(&mut self, _: Exhausted, _ctx: &mut Self::Context) {
         self.pool.grow_requested.store(false, Ordering::Relaxed);
-        if self.pool.waiting() == 0 {
+        if self.pool.serving() >= self.workers.len() {
             self.grow();
         }
     }

@@ -1,9 +1,18 @@
-//! What one generation of workers shares: the serving settings, the idle set, and the counters
-//! that drive the pool's growth and draining. A restart makes a new one.
+//! What one generation of workers shares: the serving settings, the idle set, and the
+//! leader/follower hand-off that decides which worker waits on the idle set.
+//!
+//! One free worker at a time (the *leader*) waits on the idle set's epoll; other free workers
+//! (*followers*) wait on a condition variable. A leader that takes a connection serves it and
+//! comes back to lead again: under load one hot thread serves connection after connection
+//! without waking anyone (sleeping epoll waiters would each be woken by every new event).
+//! When the leader stays away serving (a slow application), the Monitor promotes a follower so
+//! that other connections are still taken (see [`Pool::promote`]).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use crate::dispatcher::Connection;
 use crate::monitor::IdleSet;
 use crate::worker::Settings;
 
@@ -11,18 +20,26 @@ use crate::worker::Settings;
 pub struct Pool {
     /// How connections are served.
     pub settings: Settings,
-    /// Connections waiting for input; free workers wait on it.
+    /// Connections waiting for input.
     pub idle: IdleSet,
-    /// Workers waiting in the idle set for a ready connection.
-    pub waiting: AtomicUsize,
+    /// A worker is waiting on the idle set.
+    leader: AtomicBool,
+    /// Free workers waiting to lead.
+    followers: AtomicUsize,
+    /// The followers' lock (the condition needs one; it guards nothing else).
+    follow_lock: Mutex<()>,
+    /// Wakes a follower.
+    follow: Condvar,
     /// Workers serving a connection.
-    pub serving: AtomicUsize,
-    /// A worker found no other worker waiting and asked the Dispatcher to grow; cleared by
-    /// the Dispatcher, so that one shortage sends one message.
+    serving: AtomicUsize,
+    /// Connections taken and connections served so far: the Monitor's sign of progress.
+    progress: AtomicU64,
+    /// A worker asked the Dispatcher to grow; cleared by the Dispatcher, so that one shortage
+    /// sends one message.
     pub grow_requested: AtomicBool,
     /// The pool has `max_threads` workers: asking to grow is pointless.
     pub full: AtomicBool,
-    /// How long a waiting worker blocks before it checks whether it was retired.
+    /// How long a free worker blocks before it checks whether it was retired.
     pub tick: Duration,
 }
 
@@ -32,17 +49,81 @@ impl Pool {
         Pool {
             settings,
             idle,
-            waiting: AtomicUsize::new(0),
+            leader: AtomicBool::new(false),
+            followers: AtomicUsize::new(0),
+            follow_lock: Mutex::new(()),
+            follow: Condvar::new(),
             serving: AtomicUsize::new(0),
+            progress: AtomicU64::new(0),
             grow_requested: AtomicBool::new(false),
             full: AtomicBool::new(false),
             tick,
         }
     }
 
-    /// Workers waiting for work.
-    pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+    /// Waits (up to a tick) for a connection with input, as the leader if the place is free,
+    /// else as a follower; `None` when the wait ended without one.
+    pub fn next_connection(&self) -> Option<Connection> {
+        let lead = self
+            .leader
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed);
+        if lead.is_ok() {
+            let conn = self.idle.take_ready(self.tick);
+            self.leader.store(false, Ordering::Release);
+            if conn.is_some() {
+                self.progress.fetch_add(1, Ordering::Relaxed);
+            }
+            return conn;
+        }
+        self.follow();
+        None
+    }
+
+    fn follow(&self) {
+        let guard = self.follow_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.followers.fetch_add(1, Ordering::Relaxed);
+        let waited = self.follow.wait_timeout(guard, self.tick);
+        self.followers.fetch_sub(1, Ordering::Relaxed);
+        drop(waited);
+    }
+
+    /// Wakes a follower to lead when no connection was taken or finished since the last call
+    /// (`seen` holds the progress count then) while the leader's place is empty and workers
+    /// serve: the serving workers are stuck in the application. Called by the Monitor every
+    /// millisecond.
+    pub fn promote(&self, seen: &mut u64) {
+        let progress = self.progress.load(Ordering::Relaxed);
+        let stuck = std::mem::replace(seen, progress) == progress;
+        let vacant = !self.leader.load(Ordering::Relaxed);
+        if stuck && vacant && self.serving() > 0 && self.followers() > 0 {
+            self.follow.notify_one();
+        }
+    }
+
+    /// Wakes every follower (retirement, shutdown).
+    pub fn wake_all(&self) {
+        self.follow.notify_all();
+    }
+
+    /// Whether a connection just taken leaves no free worker (no leader, no follower).
+    pub fn exhausted(&self) -> bool {
+        self.followers() == 0 && !self.leader.load(Ordering::Relaxed)
+    }
+
+    /// Counts a worker starting to serve.
+    pub fn serving_started(&self) {
+        self.serving.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a worker done serving.
+    pub fn serving_ended(&self) {
+        self.serving.fetch_sub(1, Ordering::Relaxed);
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Free workers waiting as followers.
+    pub fn followers(&self) -> usize {
+        self.followers.load(Ordering::Relaxed)
     }
 
     /// Workers serving.

@@ -17,6 +17,10 @@ pub use idle_set::{IdleSet, Ticket};
 use crate::dispatcher::{Connection, Tick};
 use crate::pool::Pool;
 
+/// How often the Monitor checks that some free worker is waiting for input while others
+/// serve: the longest a slow application can delay other connections' requests.
+const PROMOTE_EVERY: Duration = Duration::from_millis(1);
+
 /// Closes the idle keep-alive connections and stops the Monitor (graceful stop: connections
 /// never served yet stay, for the draining workers).
 #[derive(Message)]
@@ -39,6 +43,8 @@ pub struct Monitor {
     tick: Duration,
     /// Where ticks go.
     ticks: Recipient<Tick>,
+    /// Connections taken from the idle set at the last promotion check.
+    seen: u64,
 }
 
 impl Monitor {
@@ -49,6 +55,7 @@ impl Monitor {
             timeout,
             tick,
             ticks,
+            seen: 0,
         }
     }
 
@@ -65,6 +72,7 @@ impl Actor for Monitor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.tick, |monitor, _| monitor.on_tick());
+        ctx.run_interval(PROMOTE_EVERY, |monitor, _| monitor.pool.promote(&mut monitor.seen));
     }
 }
 

@@ -93,11 +93,8 @@ impl Worker {
 
     fn run(&mut self) {
         while !self.retire.load(Ordering::Relaxed) {
-            self.pool.waiting.fetch_add(1, Ordering::Relaxed);
-            let taken = self.pool.idle.take_ready(self.pool.tick);
-            let others = self.pool.waiting.fetch_sub(1, Ordering::Relaxed) - 1;
-            if let Some(conn) = taken {
-                if others == 0 {
+            if let Some(conn) = self.pool.next_connection() {
+                if self.pool.exhausted() {
                     self.ask_to_grow();
                 }
                 self.serve(conn);
@@ -118,7 +115,7 @@ impl Worker {
     /// Serves `conn` until it is parked or closed; input that arrived while it was served
     /// makes the worker serve it again at once.
     fn serve(&mut self, mut conn: Connection) {
-        self.pool.serving.fetch_add(1, Ordering::Relaxed);
+        self.pool.serving_started();
         self.pool.settings.stats.inc(Gauge::Busy);
         loop {
             let peer = conn.peer;
@@ -135,7 +132,7 @@ impl Worker {
             }
         }
         self.pool.settings.stats.dec(Gauge::Busy);
-        self.pool.serving.fetch_sub(1, Ordering::Relaxed);
+        self.pool.serving_ended();
     }
 }
 
