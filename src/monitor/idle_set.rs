@@ -36,6 +36,14 @@ pub struct Ticket {
     generation: u32,
 }
 
+/// What became of a connection handed to [`IdleSet::park`].
+pub enum Parking {
+    /// Parked (or, if it was no longer registered, dropped).
+    Parked,
+    /// Input arrived while it was served: serve it again.
+    Pending(Connection),
+}
+
 /// Where a registered connection is.
 enum Place {
     /// Waiting for input.
@@ -126,34 +134,34 @@ impl IdleSet {
         Ok(())
     }
 
-    /// Parks a connection a worker took from this set; `Err` gives it back when input is
+    /// Parks a connection a worker took from this set, or gives it back when input is
     /// already pending (serve it again). A connection from elsewhere is admitted.
-    pub fn park(&self, conn: Connection) -> Result<(), Connection> {
+    pub fn park(&self, conn: Connection) -> Parking {
         let Some(ticket) = conn.ticket.filter(|t| t.set == self.id) else {
             let peer = conn.peer;
             if let Err(e) = self.admit(conn, false) {
                 log::warn!("{peer}: cannot watch connection: {e}");
             }
-            return Ok(());
+            return Parking::Parked;
         };
         let mut table = self.lock();
         let pending = match table.slab.get(ticket.key) {
             Some(e) if e.generation == ticket.generation => {
                 matches!(e.place, Place::Owned { pending: true })
             }
-            _ => return Ok(()),
+            _ => return Parking::Parked,
         };
         if pending {
             if let Some(entry) = table.slab.get_mut(ticket.key) {
                 entry.place = Place::Owned { pending: false };
             }
-            return Err(conn);
+            return Parking::Pending(conn);
         }
         let place = self.parked_place(&mut table, conn, false);
         if let Some(entry) = table.slab.get_mut(ticket.key) {
             entry.place = place;
         }
-        Ok(())
+        Parking::Parked
     }
 
     fn parked_place(&self, table: &mut Table, conn: Connection, fresh: bool) -> Place {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-pub use idle_set::{IdleSet, Ticket};
+pub use idle_set::{IdleSet, Parking, Ticket};
 
 use crate::dispatcher::{Connection, Tick};
 use crate::pool::Pool;

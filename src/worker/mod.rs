@@ -16,6 +16,7 @@ use actix::prelude::*;
 use crate::app::Application;
 use crate::dispatcher::{Connection, Exhausted, WorkerFactory, WorkerId, WorkerLink};
 use crate::http::Limits;
+use crate::monitor::Parking;
 use crate::pool::Pool;
 use crate::stats::{Gauge, Stats};
 
@@ -121,8 +122,8 @@ impl Worker {
             let peer = conn.peer;
             match serve(conn, &self.pool.settings, &mut self.bufs) {
                 Outcome::Idle(idle) => match self.pool.idle.park(idle) {
-                    Ok(()) => break,
-                    Err(again) => conn = again,
+                    Parking::Parked => break,
+                    Parking::Pending(again) => conn = again,
                 },
                 Outcome::Closed(ticket) => {
                     log::debug!("{peer}: connection closed");

@@ -41,14 +41,14 @@ enum After {
     Reject(ProtocolError),
 }
 
-/// The outcome of reading a head.
-enum Head {
-    /// A complete head.
-    Complete(RequestHead),
+/// Why no head was read.
+enum NoHead {
     /// The readiness report was spurious: nothing to read after all.
     NotReady,
     /// The client closed (possibly mid-head).
     Closed,
+    /// The head is invalid, or did not arrive in time.
+    Invalid(ProtocolError),
 }
 
 /// Whether another request is at hand.
@@ -157,10 +157,10 @@ impl Session<'_> {
             }
             let readable = std::mem::take(&mut self.readable);
             let after = match self.read_head(readable) {
-                Ok(Head::Complete(head)) => self.serve_request(head),
-                Ok(Head::NotReady) => return End::Idle,
-                Ok(Head::Closed) => After::Close,
-                Err(e) => After::Reject(e),
+                Ok(head) => self.serve_request(head),
+                Err(NoHead::NotReady) => return End::Idle,
+                Err(NoHead::Closed) => After::Close,
+                Err(NoHead::Invalid(e)) => After::Reject(e),
             };
             match after {
                 After::KeepAlive => {}
@@ -182,12 +182,13 @@ impl Session<'_> {
 
     /// Reads a head within `read_timeout`. The first read of a connection reported readable
     /// does not block (a spurious report gives `NotReady`), so it needs no deadline.
-    fn read_head(&mut self, readable: bool) -> Result<Head, ProtocolError> {
+    fn read_head(&mut self, readable: bool) -> Result<RequestHead, NoHead> {
         let mut deadline = None;
         let mut first = readable;
         loop {
-            if let Some(head) = parse_head(&mut self.buf, &self.settings.limits)? {
-                return Ok(Head::Complete(head));
+            let parsed = parse_head(&mut self.buf, &self.settings.limits);
+            if let Some(head) = parsed.map_err(NoHead::Invalid)? {
+                return Ok(head);
             }
             let filled = match std::mem::take(&mut first) {
                 true => self.socket.fill_ready(&mut self.buf),
@@ -198,15 +199,15 @@ impl Session<'_> {
                 }
             };
             match filled {
-                Ok(0) => return Ok(Head::Closed),
+                Ok(0) => return Err(NoHead::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock && self.buf.is_empty() => {
-                    return Ok(Head::NotReady)
+                    return Err(NoHead::NotReady)
                 }
                 Err(e) if e.kind() == ErrorKind::TimedOut => {
-                    return Err(ProtocolError::RequestTimeout)
+                    return Err(NoHead::Invalid(ProtocolError::RequestTimeout))
                 }
-                Err(_) => return Ok(Head::Closed),
+                Err(_) => return Err(NoHead::Closed),
             }
         }
     }
