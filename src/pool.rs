@@ -9,7 +9,7 @@
 //! that other connections are still taken (see [`Pool::promote`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::dispatcher::Connection;
@@ -41,6 +41,8 @@ pub struct Pool {
     pub full: AtomicBool,
     /// How long a free worker blocks before it checks whether it was retired.
     pub tick: Duration,
+    /// The pool that replaces this one after a restart: connections go there.
+    successor: OnceLock<Arc<Pool>>,
 }
 
 impl Pool {
@@ -58,6 +60,7 @@ impl Pool {
             grow_requested: AtomicBool::new(false),
             full: AtomicBool::new(false),
             tick,
+            successor: OnceLock::new(),
         }
     }
 
@@ -97,6 +100,22 @@ impl Pool {
         let vacant = !self.leader.load(Ordering::Relaxed);
         if stuck && vacant && self.serving() > 0 && self.followers() > 0 {
             self.follow.notify_one();
+        }
+    }
+
+    /// Names the pool that replaces this one (restart), before its connections are handed over.
+    pub fn set_successor(&self, next: Arc<Pool>) {
+        let _ = self.successor.set(next);
+    }
+
+    /// Moves a connection of this (sealed) pool to its successor, or closes it if none.
+    pub fn pass_on(&self, conn: Connection) {
+        let Some(next) = self.successor.get() else {
+            return;
+        };
+        let peer = conn.peer;
+        if let Err(e) = next.idle.admit(conn, false) {
+            log::warn!("{peer}: cannot move the connection to the new pool: {e}");
         }
     }
 

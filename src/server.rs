@@ -112,21 +112,29 @@ impl Generation {
     async fn stop(self, graceful: bool, deadline: Duration) {
         self.pool.settings.draining.store(true, Ordering::Relaxed);
         let _ = self.monitor.send(Close).await;
-        if graceful && tokio::time::timeout(deadline, self.dispatcher.send(Drain)).await.is_err() {
+        if graceful
+            && tokio::time::timeout(deadline, self.dispatcher.send(Drain))
+                .await
+                .is_err()
+        {
             log::warn!("shutdown timeout passed with requests still in flight");
         }
         let _ = self.dispatcher.send(Shutdown).await;
     }
 
-    /// Moves the waiting connections to `next`, then drains and stops this generation.
+    /// Moves the waiting connections to `next` (and those still being served, once served),
+    /// then drains and stops this generation.
     async fn hand_over(self, next: Arc<Pool>, deadline: Duration) {
-        self.pool.settings.draining.store(true, Ordering::Relaxed);
+        self.pool.set_successor(next.clone());
         for (conn, fresh) in self.monitor.send(Handover).await.unwrap_or_default() {
             if let Err(e) = next.idle.admit(conn, fresh) {
                 log::warn!("cannot move a connection to the new pool: {e}");
             }
         }
-        if tokio::time::timeout(deadline, self.dispatcher.send(Drain)).await.is_err() {
+        if tokio::time::timeout(deadline, self.dispatcher.send(Drain))
+            .await
+            .is_err()
+        {
             log::warn!("restart: shutdown timeout passed with requests still in flight");
         }
         let _ = self.dispatcher.send(Shutdown).await;
@@ -207,7 +215,8 @@ impl Server {
     fn start(&mut self) -> Result<Vec<SocketAddr>, ServerError> {
         if self.running.is_none() {
             self.bind_all()?;
-            let generation = Generation::start(&self.config, &self.stats).map_err(ServerError::Io)?;
+            let generation =
+                Generation::start(&self.config, &self.stats).map_err(ServerError::Io)?;
             let listeners = self.start_listeners(&generation);
             self.running = Some(Running {
                 listeners,

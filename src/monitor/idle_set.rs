@@ -42,6 +42,8 @@ pub enum Parking {
     Parked,
     /// Input arrived while it was served: serve it again.
     Pending(Connection),
+    /// The set was handed over to another pool: the connection goes there.
+    Sealed(Connection),
 }
 
 /// Where a registered connection is.
@@ -80,6 +82,8 @@ struct Table {
     fresh: usize,
     /// Parked entries in all.
     parked: usize,
+    /// The set was handed over (restart): nothing more is parked here.
+    sealed: bool,
 }
 
 /// Connections waiting for input, watched by one epoll instance.
@@ -105,13 +109,16 @@ impl IdleSet {
                 generation: 0,
                 fresh: 0,
                 parked: 0,
+                sealed: false,
             }),
             stats,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers and parks a connection that is not in this set: a new one (`fresh`), or one
@@ -145,6 +152,10 @@ impl IdleSet {
             return Parking::Parked;
         };
         let mut table = self.lock();
+        if table.sealed {
+            table.slab.remove(ticket.key);
+            return Parking::Sealed(conn);
+        }
         let pending = match table.slab.get(ticket.key) {
             Some(e) if e.generation == ticket.generation => {
                 matches!(e.place, Place::Owned { pending: true })
@@ -192,7 +203,10 @@ impl IdleSet {
         let data = ready.first()?.data.u64();
         let key = usize::try_from(data >> 32).ok()?;
         let mut table = self.lock();
-        let entry = table.slab.get_mut(key).filter(|e| e.generation == data as u32)?;
+        let entry = table
+            .slab
+            .get_mut(key)
+            .filter(|e| e.generation == data as u32)?;
         match &mut entry.place {
             Place::Owned { pending } => {
                 *pending = true;
@@ -243,8 +257,10 @@ impl IdleSet {
         self.remove_parked(|parked, _| parked >= timeout)
     }
 
-    /// Removes every parked connection, with its freshness: to move them (restart).
+    /// Removes every parked connection, with its freshness, and seals the set: connections
+    /// parked later are given back as [`Parking::Sealed`] (restart: they move to the next pool).
     pub fn take_all(&self) -> Vec<(Connection, bool)> {
+        self.lock().sealed = true;
         self.remove_parked(|_, _| true)
     }
 

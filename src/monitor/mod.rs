@@ -72,7 +72,9 @@ impl Actor for Monitor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.tick, |monitor, _| monitor.on_tick());
-        ctx.run_interval(PROMOTE_EVERY, |monitor, _| monitor.pool.promote(&mut monitor.seen));
+        ctx.run_interval(PROMOTE_EVERY, |monitor, _| {
+            monitor.pool.promote(&mut monitor.seen)
+        });
     }
 }
 

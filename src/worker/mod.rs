@@ -124,6 +124,10 @@ impl Worker {
                 Outcome::Idle(idle) => match self.pool.idle.park(idle) {
                     Parking::Parked => break,
                     Parking::Pending(again) => conn = again,
+                    Parking::Sealed(moving) => {
+                        self.pool.pass_on(moving);
+                        break;
+                    }
                 },
                 Outcome::Closed(ticket) => {
                     log::debug!("{peer}: connection closed");
