@@ -65,8 +65,9 @@ impl Pool {
     }
 
     /// Waits (up to a tick) for a connection with input, as the leader if the place is free,
-    /// else as a follower; `None` when the wait ended without one.
-    pub fn next_connection(&self) -> Option<Connection> {
+    /// else as a follower; `None` when the wait ended without one. The flag says the peer has
+    /// closed its side.
+    pub fn next_connection(&self) -> Option<(Connection, bool)> {
         let lead = self
             .leader
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed);

@@ -346,3 +346,25 @@ fn wait_until(cond: impl Fn() -> bool) {
         std::thread::yield_now();
     }
 }
+
+#[test]
+fn half_closed_client_gets_its_answer_and_a_close() {
+    let server = TestServer::testbed();
+    let mut conn = Conn::new(server.connect());
+    conn.send(&get("/hello"));
+    conn.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(conn.response(false).text(), "Hello, World!");
+    assert!(conn.is_closed(), "the server closes once the client's requests are answered");
+}
+
+#[test]
+fn pipelined_burst_larger_than_one_read_is_all_answered() {
+    let server = TestServer::testbed();
+    let mut conn = Conn::new(server.connect());
+    let padding = "p".repeat(500);
+    let one = format!("GET /hello HTTP/1.1\r\nHost: t\r\nX-Pad: {padding}\r\n\r\n");
+    conn.send(one.repeat(60).as_bytes());
+    for i in 0..60 {
+        assert_eq!(conn.response(false).text(), "Hello, World!", "response {i}");
+    }
+}

@@ -195,18 +195,19 @@ impl IdleSet {
         }
     }
 
-    /// Waits up to `timeout` for a parked connection with input and takes it.
-    pub fn take_ready(&self, timeout: Duration) -> Option<Connection> {
+    /// Waits up to `timeout` for a parked connection with input and takes it; the flag says
+    /// the peer has closed its side (its last bytes may still be buffered).
+    pub fn take_ready(&self, timeout: Duration) -> Option<(Connection, bool)> {
         let mut events = [MaybeUninit::<epoll::Event>::uninit(); 1];
         let timeout = Timespec::try_from(timeout).ok()?;
         let (ready, _) = epoll::wait(&self.epoll, &mut events, Some(&timeout)).ok()?;
-        let data = ready.first()?.data.u64();
+        let event = *ready.first()?;
+        let flags = event.flags;
+        let hung_up = flags.intersects(epoll::EventFlags::RDHUP | epoll::EventFlags::HUP);
+        let data = event.data.u64();
         let key = usize::try_from(data >> 32).ok()?;
         let mut table = self.lock();
-        let entry = table
-            .slab
-            .get_mut(key)
-            .filter(|e| e.generation == data as u32)?;
+        let entry = table.slab.get_mut(key).filter(|e| e.generation == data as u32)?;
         match &mut entry.place {
             Place::Owned { pending } => {
                 *pending = true;
@@ -215,7 +216,7 @@ impl IdleSet {
             Place::Parked { .. } => {
                 let owned = Place::Owned { pending: false };
                 let place = std::mem::replace(&mut entry.place, owned);
-                self.unparked(&mut table, place)
+                self.unparked(&mut table, place).map(|conn| (conn, hung_up))
             }
         }
     }

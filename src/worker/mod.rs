@@ -94,11 +94,11 @@ impl Worker {
 
     fn run(&mut self) {
         while !self.retire.load(Ordering::Relaxed) {
-            if let Some(conn) = self.pool.next_connection() {
+            if let Some((conn, hung_up)) = self.pool.next_connection() {
                 if self.pool.exhausted() {
                     self.ask_to_grow();
                 }
-                self.serve(conn);
+                self.serve(conn, hung_up);
             }
         }
         log::debug!("worker {} retired", self.id);
@@ -114,13 +114,19 @@ impl Worker {
     }
 
     /// Serves `conn` until it is parked or closed; input that arrived while it was served
-    /// makes the worker serve it again at once.
-    fn serve(&mut self, mut conn: Connection) {
+    /// makes the worker serve it again at once. A connection whose peer has `hung_up` is
+    /// closed once what it sent is answered.
+    fn serve(&mut self, mut conn: Connection, hung_up: bool) {
         self.pool.serving_started();
         self.pool.settings.stats.inc(Gauge::Busy);
         loop {
             let peer = conn.peer;
             match serve(conn, &self.pool.settings, &mut self.bufs) {
+                Outcome::Idle(idle) if hung_up => {
+                    log::debug!("{peer}: client closed its side");
+                    idle.ticket.into_iter().for_each(|t| self.pool.idle.forget(t));
+                    break;
+                }
                 Outcome::Idle(idle) => match self.pool.idle.park(idle) {
                     Parking::Parked => break,
                     Parking::Pending(again) => conn = again,

@@ -155,7 +155,7 @@ impl Session<'_> {
                 Awaited::Idle => return End::Idle,
                 Awaited::Closed => return End::Close,
             }
-            let readable = std::mem::take(&mut self.readable);
+            let readable = std::mem::take(&mut self.readable) || self.buf.is_empty();
             let after = match self.read_head(readable) {
                 Ok(head) => self.serve_request(head),
                 Err(NoHead::NotReady) => return End::Idle,
@@ -171,7 +171,7 @@ impl Session<'_> {
     }
 
     fn await_request(&mut self) -> Awaited {
-        if !self.buf.is_empty() || self.readable {
+        if !self.buf.is_empty() || self.readable || !self.socket.drained() {
             return Awaited::Ready;
         }
         match self.settings.draining.load(Ordering::Relaxed) {

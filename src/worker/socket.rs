@@ -29,6 +29,10 @@ pub(crate) struct Socket {
     stream: TcpStream,
     /// The receive timeout last set, so that unchanged timeouts cost no system call.
     read_timeout: Option<Duration>,
+    /// The last read returned less than it could take, so the receive queue was empty then.
+    /// The idle set reports only *new* input (edge-triggered): a connection parked while
+    /// bytes wait unread would never be reported, so after a full read it is checked first.
+    drained: bool,
 }
 
 impl Socket {
@@ -42,6 +46,7 @@ impl Socket {
         Ok(Socket {
             stream,
             read_timeout: Some(timeout),
+            drained: false,
         })
     }
 
@@ -59,6 +64,7 @@ impl Socket {
         SCRATCH.with_borrow_mut(|scratch| loop {
             match recv(&self.stream, &mut scratch[..], RecvFlags::DONTWAIT) {
                 Ok((n, _)) => {
+                    self.drained = n < scratch.len();
                     buf.extend_from_slice(&scratch[..n]);
                     return Ok(n);
                 }
@@ -98,9 +104,18 @@ impl Socket {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Err(io::ErrorKind::TimedOut.into())
                 }
+                Ok(n) => {
+                    self.drained = n < out.len();
+                    return Ok(n);
+                }
                 other => return other,
             }
         }
+    }
+
+    /// Whether the last read emptied the receive queue (see [`Socket::drained`]'s field).
+    pub(crate) fn drained(&self) -> bool {
+        self.drained
     }
 
     /// Writes all of `data`.
