@@ -66,7 +66,7 @@ pub struct Exhausted;
 #[rtype(result = "()")]
 pub struct Tick;
 
-/// Answers once no worker is serving and no new connection waits.
+/// Answers once no worker is serving and no new connection with a request waits.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Drain;
@@ -124,6 +124,8 @@ pub struct Dispatcher {
     quiet_ticks: u32,
     /// Waiting `Drain` requests.
     drains: Vec<oneshot::Sender<()>>,
+    /// The pool's progress count at the last drain check.
+    drain_progress: Option<u64>,
     /// This actor, as the workers' grow address.
     myself: Option<Recipient<Exhausted>>,
 }
@@ -147,6 +149,7 @@ impl Dispatcher {
             stats,
             quiet_ticks: 0,
             drains: Vec::new(),
+            drain_progress: None,
             myself: None,
         }
     }
@@ -221,8 +224,13 @@ impl Dispatcher {
         }
     }
 
+    /// Answers `Drain` once no worker serves and no new connection waits, or the ones that
+    /// wait have sent nothing for a whole poll period (they carry no request in flight).
     fn check_drained(&mut self) {
-        if self.pool.serving() == 0 && self.pool.idle.fresh() == 0 {
+        let progress = self.pool.progress();
+        let quiet = std::mem::replace(&mut self.drain_progress, Some(progress)) == Some(progress);
+        let nothing_waits = self.pool.idle.fresh() == 0 || quiet;
+        if self.pool.serving() == 0 && nothing_waits {
             for done in self.drains.drain(..) {
                 let _ = done.send(());
             }

@@ -141,6 +141,11 @@ impl Pool {
         self.progress.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Connections taken and served so far.
+    pub fn progress(&self) -> u64 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
     /// Free workers waiting as followers.
     pub fn followers(&self) -> usize {
         self.followers.load(Ordering::Relaxed)

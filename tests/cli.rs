@@ -249,3 +249,13 @@ fn access_log_lines_are_in_common_log_format() {
         "{clf}"
     );
 }
+
+#[test]
+fn sigterm_does_not_wait_for_silent_connections() {
+    let mut server = Running::start(&["--bind", "127.0.0.1:0", "--shutdown-timeout", "60"]);
+    let _silent = common::connect(server.addrs[0]);
+    let mut idle = Conn::new(common::connect(server.addrs[0]));
+    assert_eq!(idle.request(&get("/")).status, 200);
+    server.signal("TERM");
+    assert!(server.wait_exit().success());
+}

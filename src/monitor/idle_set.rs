@@ -207,7 +207,10 @@ impl IdleSet {
         let data = event.data.u64();
         let key = usize::try_from(data >> 32).ok()?;
         let mut table = self.lock();
-        let entry = table.slab.get_mut(key).filter(|e| e.generation == data as u32)?;
+        let entry = table
+            .slab
+            .get_mut(key)
+            .filter(|e| e.generation == data as u32)?;
         match &mut entry.place {
             Place::Owned { pending } => {
                 *pending = true;

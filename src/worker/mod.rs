@@ -124,7 +124,9 @@ impl Worker {
             match serve(conn, &self.pool.settings, &mut self.bufs) {
                 Outcome::Idle(idle) if hung_up => {
                     log::debug!("{peer}: client closed its side");
-                    idle.ticket.into_iter().for_each(|t| self.pool.idle.forget(t));
+                    idle.ticket
+                        .into_iter()
+                        .for_each(|t| self.pool.idle.forget(t));
                     break;
                 }
                 Outcome::Idle(idle) => match self.pool.idle.park(idle) {
