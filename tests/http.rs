@@ -354,7 +354,10 @@ fn half_closed_client_gets_its_answer_and_a_close() {
     conn.send(&get("/hello"));
     conn.stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(conn.response(false).text(), "Hello, World!");
-    assert!(conn.is_closed(), "the server closes once the client's requests are answered");
+    assert!(
+        conn.is_closed(),
+        "the server closes once the client's requests are answered"
+    );
 }
 
 #[test]
