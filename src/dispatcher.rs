@@ -228,7 +228,7 @@ impl Dispatcher {
     /// wait have sent nothing for a whole poll period (they carry no request in flight).
     fn check_drained(&mut self) {
         let progress = self.pool.progress();
-        let quiet = std::mem::replace(&mut self.drain_progress, Some(progress)) == Some(progress);
+        let quiet = self.drain_progress.replace(progress) == Some(progress);
         let nothing_waits = self.pool.idle.fresh() == 0 || quiet;
         if self.pool.serving() == 0 && nothing_waits {
             for done in self.drains.drain(..) {
