@@ -371,3 +371,15 @@ fn pipelined_burst_larger_than_one_read_is_all_answered() {
         assert_eq!(conn.response(false).text(), "Hello, World!", "response {i}");
     }
 }
+
+#[test]
+fn requests_pipelined_after_connection_close_do_not_destroy_the_response() {
+    let server = TestServer::testbed();
+    let mut conn = Conn::new(server.connect());
+    let mut batch = b"GET /environ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec();
+    batch.extend(get("/hello").repeat(50));
+    conn.send(&batch);
+    let resp = conn.response(false);
+    assert!(resp.text().contains("PATH_INFO=/environ"));
+    assert!(conn.is_closed());
+}

@@ -143,9 +143,20 @@ impl Session<'_> {
         }
         match end {
             End::Idle => self.into_idle(),
-            End::Close => Outcome::Closed(self.ticket),
+            End::Close => self.close(),
             End::Reject(e) => self.reject(&e),
         }
+    }
+
+    /// Closes; if the client sent more than was read (pipelined requests after a
+    /// `Connection: close`), drains first so that the kernel does not reset the connection
+    /// and destroy the response the client has not read yet.
+    fn close(self) -> Outcome {
+        let ticket = self.ticket;
+        if !self.buf.is_empty() || !self.socket.drained() {
+            self.socket.close_lingering();
+        }
+        Outcome::Closed(ticket)
     }
 
     fn serve_requests(&mut self) -> End {
