@@ -100,6 +100,7 @@ impl Pool {
         let stuck = std::mem::replace(seen, progress) == progress;
         let vacant = !self.leader.load(Ordering::Relaxed);
         if stuck && vacant && self.serving() > 0 && self.followers() > 0 {
+            let _guard = self.follow_lock.lock().unwrap_or_else(|p| p.into_inner());
             self.follow.notify_one();
         }
     }
@@ -122,6 +123,7 @@ impl Pool {
 
     /// Wakes every follower (retirement, shutdown).
     pub fn wake_all(&self) {
+        let _guard = self.follow_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.follow.notify_all();
     }
 

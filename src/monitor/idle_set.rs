@@ -153,7 +153,9 @@ impl IdleSet {
         };
         let mut table = self.lock();
         if table.sealed {
-            table.slab.remove(ticket.key);
+            if table.slab.get(ticket.key).map(|e| e.generation) == Some(ticket.generation) {
+                table.slab.remove(ticket.key);
+            }
             return Parking::Sealed(conn);
         }
         let pending = match table.slab.get(ticket.key) {

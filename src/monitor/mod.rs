@@ -17,9 +17,12 @@ pub use idle_set::{IdleSet, Parking, Ticket};
 use crate::dispatcher::{Connection, Tick};
 use crate::pool::Pool;
 
-/// How often the Monitor checks that some free worker is waiting for input while others
-/// serve: the longest a slow application can delay other connections' requests.
+/// How often the Monitor checks, while workers serve, that some free worker is waiting for
+/// input: the longest a slow application can delay other connections' requests.
 const PROMOTE_EVERY: Duration = Duration::from_millis(1);
+
+/// The same check while no worker serves, so that an idle server stays (almost) asleep.
+const PROMOTE_IDLE_EVERY: Duration = Duration::from_millis(10);
 
 /// Closes the idle keep-alive connections and stops the Monitor (graceful stop: connections
 /// never served yet stay, for the draining workers).
@@ -67,14 +70,24 @@ impl Monitor {
     }
 }
 
+impl Monitor {
+    /// Promotes a follower if the serving workers are stuck, then checks again later.
+    fn watch_workers(&mut self, ctx: &mut actix::Context<Self>) {
+        self.pool.promote(&mut self.seen);
+        let delay = match self.pool.serving() {
+            0 => PROMOTE_IDLE_EVERY,
+            _ => PROMOTE_EVERY,
+        };
+        ctx.run_later(delay, |monitor, ctx| monitor.watch_workers(ctx));
+    }
+}
+
 impl Actor for Monitor {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.tick, |monitor, _| monitor.on_tick());
-        ctx.run_interval(PROMOTE_EVERY, |monitor, _| {
-            monitor.pool.promote(&mut monitor.seen)
-        });
+        self.watch_workers(ctx);
     }
 }
 

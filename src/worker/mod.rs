@@ -95,10 +95,12 @@ impl Worker {
     fn run(&mut self) {
         while !self.retire.load(Ordering::Relaxed) {
             if let Some((conn, hung_up)) = self.pool.next_connection() {
+                self.pool.serving_started();
                 if self.pool.exhausted() {
                     self.ask_to_grow();
                 }
                 self.serve(conn, hung_up);
+                self.pool.serving_ended();
             }
         }
         log::debug!("worker {} retired", self.id);
@@ -117,7 +119,6 @@ impl Worker {
     /// makes the worker serve it again at once. A connection whose peer has `hung_up` is
     /// closed once what it sent is answered.
     fn serve(&mut self, mut conn: Connection, hung_up: bool) {
-        self.pool.serving_started();
         self.pool.settings.stats.inc(Gauge::Busy);
         loop {
             let peer = conn.peer;
@@ -145,7 +146,6 @@ impl Worker {
             }
         }
         self.pool.settings.stats.dec(Gauge::Busy);
-        self.pool.serving_ended();
     }
 }
 
