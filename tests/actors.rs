@@ -1269,10 +1269,8 @@ async fn get(addr: SocketAddr) -> u16 {
 /// and holds this thread (the actors' thread) until the application has the request; answers
 /// the client, reading the response on a blocking thread.
 ///
-/// Holding the thread keeps the Dispatcher from handling the worker's request to grow before
-/// the worker counts itself as serving: `Worker::run` (src/worker/mod.rs) asks *before*
-/// `serve` calls `serving_started`, and a Dispatcher that answers in between sees no worker
-/// serving and does not grow (then no worker asks again while the only one is held).
+/// This orders the test: the only worker is known to be serving (and to have asked to grow)
+/// before the other clients connect.
 async fn first_request(
     server: &Addr<Server>,
     addr: SocketAddr,
