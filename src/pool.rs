@@ -8,6 +8,7 @@
 //! When the leader stays away serving (a slow application), the Monitor promotes a follower so
 //! that other connections are still taken (see [`Pool::promote`]).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -15,6 +16,11 @@ use std::time::Duration;
 use crate::dispatcher::Connection;
 use crate::monitor::IdleSet;
 use crate::worker::Settings;
+
+thread_local! {
+    /// This thread's last wait was a follower's wait that timed out.
+    static FOLLOWING: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Shared by a Dispatcher, its Monitor and its workers.
 pub struct Pool {
@@ -66,12 +72,16 @@ impl Pool {
 
     /// Waits (up to a tick) for a connection with input, as the leader if the place is free,
     /// else as a follower; `None` when the wait ended without one. The flag says the peer has
-    /// closed its side.
+    /// closed its side. A follower whose wait merely timed out keeps following on its next
+    /// call instead of grabbing an empty leader's place: under load the place is empty only
+    /// while the hot worker serves, and a second worker leading would be woken by every new
+    /// event. Only the Monitor's promotion (or the hot worker itself) fills it.
     pub fn next_connection(&self) -> Option<(Connection, bool)> {
-        let lead = self
-            .leader
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed);
-        if lead.is_ok() {
+        let lead = !FOLLOWING.take()
+            && (self.leader)
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok();
+        if lead {
             let conn = self.idle.take_ready(self.tick);
             self.leader.store(false, Ordering::Release);
             if conn.is_some() {
@@ -79,16 +89,17 @@ impl Pool {
             }
             return conn;
         }
-        self.follow();
+        FOLLOWING.set(self.follow());
         None
     }
 
-    fn follow(&self) {
+    /// Waits as a follower; true when the wait timed out (rather than being woken).
+    fn follow(&self) -> bool {
         let guard = self.follow_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.followers.fetch_add(1, Ordering::Relaxed);
         let waited = self.follow.wait_timeout(guard, self.tick);
         self.followers.fetch_sub(1, Ordering::Relaxed);
-        drop(waited);
+        waited.is_ok_and(|(_, result)| result.timed_out())
     }
 
     /// Wakes a follower to lead when no connection was taken or finished since the last call
