@@ -105,7 +105,7 @@ impl Pool {
     /// Wakes a follower to lead when no connection was taken or finished since the last call
     /// (`seen` holds the progress count then) while the leader's place is empty and workers
     /// serve: the serving workers are stuck in the application. Called by the Monitor every
-    /// millisecond.
+    /// few milliseconds.
     pub fn promote(&self, seen: &mut u64) {
         let progress = self.progress.load(Ordering::Relaxed);
         let stuck = std::mem::replace(seen, progress) == progress;
