@@ -175,6 +175,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets the most header fields a request may have (default 100; more is answered 431).
+    pub fn max_headers(mut self, count: usize) -> Self {
+        self.limits.max_headers = count;
+        self
+    }
+
     /// Sets the Monitor's tick period (default 1 s); tests use small values.
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = d;
@@ -222,7 +228,9 @@ impl ConfigBuilder {
         ];
         match durations.iter().find(|(_, d)| d.is_zero()) {
             Some((name, _)) => Err(ConfigError::ZeroDuration(name)),
-            None if self.limits.max_head < 64 => Err(ConfigError::HeadLimitTooSmall),
+            None if self.limits.max_head < 64 || self.limits.max_headers == 0 => {
+                Err(ConfigError::HeadLimitTooSmall)
+            }
             None => Ok(()),
         }
     }
@@ -277,7 +285,9 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::ZeroQueueSize => f.write_str("queue_size must be greater than 0"),
             ConfigError::ZeroDuration(name) => write!(f, "{name} must be greater than 0"),
-            ConfigError::HeadLimitTooSmall => f.write_str("the head limit must be at least 64"),
+            ConfigError::HeadLimitTooSmall => {
+                f.write_str("the head limit must be at least 64 bytes and 1 header field")
+            }
             ConfigError::BadAddress(text) => {
                 write!(
                     f,
@@ -326,6 +336,7 @@ mod tests {
                 ConfigError::ZeroDuration("read_timeout"),
             ),
             (b().max_head(10), ConfigError::HeadLimitTooSmall),
+            (b().max_headers(0), ConfigError::HeadLimitTooSmall),
             (
                 b().bind("localhost"),
                 ConfigError::BadAddress("localhost".into()),

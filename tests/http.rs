@@ -383,3 +383,13 @@ fn requests_pipelined_after_connection_close_do_not_destroy_the_response() {
     assert!(resp.text().contains("PATH_INFO=/environ"));
     assert!(conn.is_closed());
 }
+
+#[test]
+fn header_count_limit_is_configurable() {
+    let server = TestServer::start(TestServer::config().max_headers(4));
+    let mut conn = Conn::new(server.connect());
+    let ok = b"GET /hello HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    assert_eq!(conn.request(ok).status, 200);
+    let many = b"GET /hello HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
+    assert_eq!(conn.request(many).status, 431);
+}
