@@ -24,7 +24,7 @@ use crate::worker::{Settings, Worker};
 #[rtype(result = "Result<Vec<SocketAddr>, ServerError>")]
 pub struct Start;
 
-/// Stop serving and close the listening sockets.
+/// Stop serving: close the listening sockets at once, then the connections.
 ///
 /// Graceful: in-flight requests finish (within `shutdown_timeout`) and their responses say
 /// `Connection: close`; idle connections close at once. Otherwise workers are stopped at once.
@@ -279,6 +279,9 @@ impl actix::Handler<Stop> for Server {
     fn handle(&mut self, msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
         log::info!("stopping (graceful: {})", msg.graceful);
         let running = self.running.take();
+        // New clients are refused from now on, rather than left in the backlog during the drain
+        // (the Listeners' duplicates close as they pause).
+        self.sockets.clear();
         let deadline = self.config.shutdown_timeout;
         let stopping = async move {
             if let Some(running) = running {
@@ -286,7 +289,6 @@ impl actix::Handler<Stop> for Server {
             }
         };
         AtomicResponse::new(Box::pin(stopping.into_actor(self).map(|(), server, _| {
-            server.sockets.clear();
             log::info!("stopped");
             if server.exit_on_stop {
                 System::current().stop();
