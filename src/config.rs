@@ -58,7 +58,8 @@ pub struct Config {
     pub limits: Limits,
     /// The period of the Monitor's tick, which drives pool shrinking and liveness checks.
     pub tick: Duration,
-    /// The value of the `Server` response header.
+    /// The value of the `Server` response header: the product, without its version (which
+    /// would only help an attacker pick an exploit).
     pub server_name: String,
 }
 
@@ -204,7 +205,7 @@ impl ConfigBuilder {
             handle_signals: self.handle_signals,
             limits: self.limits,
             tick: self.tick,
-            server_name: format!("skyrocket/{}", env!("CARGO_PKG_VERSION")),
+            server_name: "skyrocket".to_string(),
         })
     }
 

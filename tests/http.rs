@@ -15,13 +15,10 @@ fn hello_has_body_length_date_and_server() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.text(), "Hello, World!");
     assert_eq!(resp.header("content-length"), Some("13"));
-    assert_eq!(
-        resp.header("content-type"),
-        Some("text/plain; charset=utf-8")
-    );
+    assert_eq!(resp.header("content-type"), Some("text/plain"));
     let date = resp.header("date").expect("Date header");
     assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
-    assert!(resp.header("server").unwrap().starts_with("skyrocket"));
+    assert_eq!(resp.header("server"), Some("skyrocket"));
 }
 
 #[test]

@@ -4,8 +4,9 @@ use std::io::Read;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::StatusCode;
-use skyrocket::{Environ, Input, Reply};
+use skyrocket::{Body, Environ, Input, Reply};
 
 /// The largest body `/echo` sends back.
 const ECHO_LIMIT: usize = 64 * 1024 * 1024;
@@ -14,7 +15,7 @@ const ECHO_LIMIT: usize = 64 * 1024 * 1024;
 pub fn testbed(env: &Environ, input: &mut Input<'_>) -> Reply {
     let path = env.path_info();
     match (env.method(), path.as_ref()) {
-        ("GET" | "HEAD", "/hello") => Reply::text(StatusCode::OK, "Hello, World!"),
+        ("GET" | "HEAD", "/hello") => hello(),
         ("POST", "/echo") => echo(input),
         ("GET", "/sleep") => sleep(env),
         ("GET", "/stream") => stream(env),
@@ -22,6 +23,12 @@ pub fn testbed(env: &Environ, input: &mut Input<'_>) -> Reply {
         ("GET" | "HEAD", p) if p.starts_with("/environ") => environ(env),
         _ => Reply::text(StatusCode::NOT_FOUND, "Not Found\n"),
     }
+}
+
+fn hello() -> Reply {
+    Reply::new(StatusCode::OK)
+        .header(CONTENT_TYPE, HeaderValue::from_static("text/plain"))
+        .body(Body::Bytes(Bytes::from_static(b"Hello, World!")))
 }
 
 fn echo(input: &mut Input<'_>) -> Reply {
