@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::dispatcher::Connection;
 use crate::monitor::IdleSet;
+use crate::stats::Gauge;
 use crate::worker::Settings;
 
 thread_local! {
@@ -143,13 +144,15 @@ impl Pool {
         self.followers() == 0 && !self.leader.load(Ordering::Relaxed)
     }
 
-    /// Counts a worker starting to serve.
+    /// Counts a worker starting to serve (also in the server-wide Busy gauge).
     pub fn serving_started(&self) {
         self.serving.fetch_add(1, Ordering::Relaxed);
+        self.settings.stats.inc(Gauge::Busy);
     }
 
     /// Counts a worker done serving.
     pub fn serving_ended(&self) {
+        self.settings.stats.dec(Gauge::Busy);
         self.serving.fetch_sub(1, Ordering::Relaxed);
         self.progress.fetch_add(1, Ordering::Relaxed);
     }

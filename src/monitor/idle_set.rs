@@ -197,6 +197,13 @@ impl IdleSet {
         }
     }
 
+    /// Forgets a closed connection, if it was ever admitted.
+    pub fn forget_any(&self, ticket: Option<Ticket>) {
+        if let Some(ticket) = ticket {
+            self.forget(ticket);
+        }
+    }
+
     /// Waits up to `timeout` for a parked connection with input and takes it; the flag says
     /// the peer has closed its side (its last bytes may still be buffered).
     pub fn take_ready(&self, timeout: Duration) -> Option<(Connection, bool)> {

@@ -18,7 +18,7 @@ use crate::dispatcher::{Connection, Exhausted, WorkerFactory, WorkerId, WorkerLi
 use crate::http::Limits;
 use crate::monitor::Parking;
 use crate::pool::Pool;
-use crate::stats::{Gauge, Stats};
+use crate::stats::Stats;
 
 pub(crate) use session::{serve, Buffers, Outcome};
 
@@ -119,15 +119,12 @@ impl Worker {
     /// makes the worker serve it again at once. A connection whose peer has `hung_up` is
     /// closed once what it sent is answered.
     fn serve(&mut self, mut conn: Connection, hung_up: bool) {
-        self.pool.settings.stats.inc(Gauge::Busy);
         loop {
             let peer = conn.peer;
             match serve(conn, &self.pool.settings, &mut self.bufs) {
                 Outcome::Idle(idle) if hung_up => {
                     log::debug!("{peer}: client closed its side");
-                    idle.ticket
-                        .into_iter()
-                        .for_each(|t| self.pool.idle.forget(t));
+                    self.pool.idle.forget_any(idle.ticket);
                     break;
                 }
                 Outcome::Idle(idle) => match self.pool.idle.park(idle) {
@@ -140,12 +137,11 @@ impl Worker {
                 },
                 Outcome::Closed(ticket) => {
                     log::debug!("{peer}: connection closed");
-                    ticket.into_iter().for_each(|t| self.pool.idle.forget(t));
+                    self.pool.idle.forget_any(ticket);
                     break;
                 }
             }
         }
-        self.pool.settings.stats.dec(Gauge::Busy);
     }
 }
 

@@ -78,10 +78,8 @@ fn framing_for(
     body: &mut Body,
     version: Version,
 ) -> io::Result<ResponseFraming> {
-    if status.is_informational() || status == StatusCode::NO_CONTENT {
-        return Ok(ResponseFraming::Empty);
-    }
-    if status == StatusCode::NOT_MODIFIED {
+    let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    if status.is_informational() || bodiless {
         return Ok(ResponseFraming::Empty);
     }
     let known = match body {
