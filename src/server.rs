@@ -279,6 +279,11 @@ impl actix::Handler<Stop> for Server {
     fn handle(&mut self, msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
         log::info!("stopping (graceful: {})", msg.graceful);
         let running = self.running.take();
+        if let Some(running) = &running {
+            // Responses from now on say `Connection: close`, even before the drain begins.
+            let draining = &running.generation.pool.settings.draining;
+            draining.store(true, Ordering::Relaxed);
+        }
         // New clients are refused from now on, rather than left in the backlog during the drain
         // (the Listeners' duplicates close as they pause).
         self.sockets.clear();
