@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::app::Application;
-use crate::config::{Config, ConfigBuilder};
+use crate::config::{Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED};
 
 /// Rocket's options as flags.
 #[derive(Debug, Parser)]
@@ -42,12 +42,21 @@ pub struct Cli {
     /// Seconds an idle keep-alive connection is kept.
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "600")]
     pub timeout: Duration,
-    /// Seconds a request head may take, and the longest stall in a body.
+    /// Seconds a request head may take in all, and a client may stall a body or a response.
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "10")]
     pub read_timeout: Duration,
     /// Seconds a graceful stop waits for in-flight requests.
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "30")]
     pub shutdown_timeout: Duration,
+    /// Connections that may wait for a busy pool at max-threads before accepting pauses.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_QUEUED)]
+    pub max_queued: usize,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    pub max_body: u64,
+    /// Most header fields in a request head (more: 431).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_headers: usize,
     /// Leave SIGTERM, SIGINT, SIGHUP and SIGUSR1 alone.
     #[arg(long)]
     pub no_signals: bool,
@@ -81,6 +90,9 @@ impl Cli {
             .timeout(self.timeout)
             .read_timeout(self.read_timeout)
             .shutdown_timeout(self.shutdown_timeout)
+            .max_body(self.max_body)
+            .max_queued(self.max_queued)
+            .max_headers(self.max_headers)
             .handle_signals(!self.no_signals);
         if let Some(n) = self.queue_size {
             builder = builder.queue_size(n);

@@ -11,6 +11,12 @@ use crate::http::Limits;
 /// The address used when no interface is given, as Rocket's default.
 pub const DEFAULT_INTERFACE: &str = "127.0.0.1:8000";
 
+/// The default bound on connections waiting for a worker when the pool is full.
+pub const DEFAULT_MAX_QUEUED: usize = 1024;
+
+/// The default body size limit: 1 GiB, as waitress (Rocket has none).
+pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
+
 /// One address to listen on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
@@ -46,9 +52,13 @@ pub struct Config {
     pub max_threads: usize,
     /// The listen backlog handed to the kernel.
     pub queue_size: u32,
+    /// Accepted connections that may wait for a worker once `max_threads` are busy; past it
+    /// the Listeners pause and the kernel's backlog holds new clients.
+    pub max_queued: usize,
     /// How long an idle keep-alive connection is kept open.
     pub timeout: Duration,
-    /// How long a request head may take to arrive, and the longest stall while reading a body.
+    /// How long a request head may take to arrive (in all), and how long a client may keep a
+    /// worker waiting on a body or a response that does not move.
     pub read_timeout: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub shutdown_timeout: Duration,
@@ -56,6 +66,8 @@ pub struct Config {
     pub handle_signals: bool,
     /// Size limits of a request head.
     pub limits: Limits,
+    /// The largest request body accepted, in bytes; larger ones get 413.
+    pub max_body: u64,
     /// The period of the Monitor's tick, which drives pool shrinking and liveness checks.
     pub tick: Duration,
     /// The value of the `Server` response header: the product, without its version (which
@@ -83,6 +95,8 @@ pub struct ConfigBuilder {
     max_threads: usize,
     /// See [`Config::queue_size`].
     queue_size: u32,
+    /// See [`Config::max_queued`].
+    max_queued: usize,
     /// See [`Config::timeout`].
     timeout: Duration,
     /// See [`Config::read_timeout`].
@@ -93,6 +107,8 @@ pub struct ConfigBuilder {
     handle_signals: bool,
     /// See [`Config::limits`].
     limits: Limits,
+    /// See [`Config::max_body`].
+    max_body: u64,
     /// See [`Config::tick`].
     tick: Duration,
 }
@@ -105,11 +121,13 @@ impl Default for ConfigBuilder {
             min_threads: 10,
             max_threads: 0,
             queue_size: libc::SOMAXCONN as u32,
+            max_queued: DEFAULT_MAX_QUEUED,
             timeout: Duration::from_secs(600),
             read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             handle_signals: true,
             limits: Limits::default(),
+            max_body: DEFAULT_MAX_BODY,
             tick: Duration::from_secs(1),
         }
     }
@@ -182,6 +200,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets how many accepted connections may wait for a worker once `max_threads` workers
+    /// are busy (default 1024); past it accepting pauses. Has no effect without `max_threads`.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.max_queued = n;
+        self
+    }
+
+    /// Sets the largest request body accepted, in bytes (default 1 GiB); a larger one is
+    /// answered with 413 before the application runs (Content-Length) or as soon as it
+    /// passes the limit (chunked).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
     /// Sets the Monitor's tick period (default 1 s); tests use small values.
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = d;
@@ -199,11 +232,13 @@ impl ConfigBuilder {
             min_threads: self.min_threads,
             max_threads: self.max_threads,
             queue_size: self.queue_size,
+            max_queued: self.max_queued,
             timeout: self.timeout,
             read_timeout: self.read_timeout,
             shutdown_timeout: self.shutdown_timeout,
             handle_signals: self.handle_signals,
             limits: self.limits,
+            max_body: self.max_body,
             tick: self.tick,
             server_name: "skyrocket".to_string(),
         })

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -50,9 +50,27 @@ pub struct Connection {
     pub buffered: BytesMut,
     /// Its place in a pool's idle set, once admitted there.
     pub ticket: Option<Ticket>,
-    /// The socket's timeouts are already set (`SO_SNDTIMEO`, and `SO_RCVTIMEO` to the read
-    /// timeout), so serving it again costs no system call for them.
-    pub configured: bool,
+    /// The socket is already in non-blocking mode, so serving it again costs no system call
+    /// to set it.
+    pub nonblocking: bool,
+    /// When the head partly read must be complete (a slow client's budget, kept while the
+    /// connection waits for the rest).
+    pub head_deadline: Option<Instant>,
+}
+
+impl Connection {
+    /// A connection just accepted: nothing read, not yet admitted anywhere.
+    pub fn accepted(stream: TcpStream, peer: SocketAddr, local: SocketAddr) -> Self {
+        Connection {
+            stream,
+            peer,
+            local,
+            buffered: BytesMut::new(),
+            ticket: None,
+            nonblocking: false,
+            head_deadline: None,
+        }
+    }
 }
 
 /// A worker took a connection and no other worker was left waiting: if every worker is
@@ -251,6 +269,7 @@ impl actix::Handler<Connection> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, conn: Connection, _ctx: &mut Self::Context) {
+        self.pool.settings.stats.connection_arrived();
         let peer = conn.peer;
         if let Err(e) = self.pool.idle.admit(conn, true) {
             log::warn!("{peer}: cannot watch new connection: {e}");

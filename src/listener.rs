@@ -1,4 +1,10 @@
 //! The Listener actor: accepts connections on one interface and sends them to the Dispatcher.
+//!
+//! Backpressure: while every worker the pool may have (`max_threads`) is busy and
+//! `max_queued` accepted connections already wait for one, the Listener stops accepting and
+//! re-checks every [`BACKPRESSURE_POLL`]; new clients then wait in the kernel's backlog
+//! (`queue_size`) instead of in the server's memory. Without `max_threads` the pool grows
+//! instead, and accepting never pauses.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -6,14 +12,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
 
 use crate::dispatcher::Connection;
-use crate::stats::Stats;
+use crate::stats::{Gauge, Stats};
 
 /// How long accepting pauses after an error such as running out of file descriptors.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How often a Listener paused by backpressure checks whether it may accept again.
+pub const BACKPRESSURE_POLL: Duration = Duration::from_millis(5);
+
+/// When accepting pauses: every worker the pool may have is serving (a free worker would take
+/// a new connection at once) and enough connections already wait. Silent connections do not
+/// stop accepting: they keep no worker busy.
+#[derive(Debug, Clone, Copy)]
+pub struct Backpressure {
+    /// The pool's limit (0: none, never pause).
+    pub max_threads: usize,
+    /// Accepted connections allowed to wait for a worker once the pool is at its limit.
+    pub max_queued: usize,
+}
+
+impl Backpressure {
+    /// Whether accepting more now would only grow the server's queue.
+    fn holds(&self, stats: &Stats) -> bool {
+        self.max_threads != 0
+            && stats.get(Gauge::Busy) >= self.max_threads
+            && stats.waiting() >= self.max_queued
+    }
+}
 
 /// Stops accepting; the listening socket stays open with the Server (connections wait in the
 /// kernel's backlog).
@@ -31,11 +59,18 @@ pub struct Listener {
     dispatcher: Recipient<Connection>,
     /// Shared totals.
     stats: Arc<Stats>,
+    /// When to stop accepting for a while.
+    backpressure: Backpressure,
 }
 
 impl Listener {
     /// A Listener on `socket` (a non-blocking duplicate of the Server's).
-    pub fn new(socket: TcpListener, dispatcher: Recipient<Connection>, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        socket: TcpListener,
+        dispatcher: Recipient<Connection>,
+        stats: Arc<Stats>,
+        backpressure: Backpressure,
+    ) -> Self {
         let addr = socket
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -44,6 +79,7 @@ impl Listener {
             addr,
             dispatcher,
             stats,
+            backpressure,
         }
     }
 }
@@ -64,6 +100,7 @@ impl Actor for Listener {
                     addr: self.addr,
                     dispatcher: self.dispatcher.clone(),
                     stats: self.stats.clone(),
+                    backpressure: self.backpressure,
                 };
                 ctx.spawn(accepting.run().into_actor(self));
             }
@@ -94,11 +131,14 @@ struct Accepting {
     dispatcher: Recipient<Connection>,
     /// Shared totals.
     stats: Arc<Stats>,
+    /// When to stop accepting for a while.
+    backpressure: Backpressure,
 }
 
 impl Accepting {
     async fn run(self) {
         loop {
+            self.wait_for_room().await;
             let mut ready = match self.fd.readable().await {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -114,6 +154,21 @@ impl Accepting {
         }
     }
 
+    /// Returns once the pool has room for one more connection (at once, almost always).
+    async fn wait_for_room(&self) {
+        if !self.backpressure.holds(&self.stats) {
+            return;
+        }
+        log::debug!(
+            "every worker busy and the queue full: pausing accept on {}",
+            self.addr
+        );
+        while self.backpressure.holds(&self.stats) {
+            tokio::time::sleep(BACKPRESSURE_POLL).await;
+        }
+        log::debug!("accepting again on {}", self.addr);
+    }
+
     fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let local = match self.addr.ip().is_unspecified() {
@@ -122,14 +177,7 @@ impl Accepting {
         };
         log::debug!("{peer}: accepted on {local}");
         self.stats.connection_accepted();
-        self.dispatcher.do_send(Connection {
-            stream,
-            peer,
-            local,
-            buffered: BytesMut::new(),
-            ticket: None,
-            configured: false,
-        });
+        (self.dispatcher).do_send(Connection::accepted(stream, peer, local));
     }
 }
 

@@ -13,7 +13,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, Interface, Method};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
-use crate::listener::{Listener, Pause};
+use crate::listener::{Backpressure, Listener, Pause};
 use crate::monitor::{Close, Handover, IdleSet, Monitor};
 use crate::pool::Pool;
 use crate::stats::{Stats, StatusReport};
@@ -90,6 +90,7 @@ impl Generation {
             app: app.clone(),
             limits: config.limits,
             read_timeout: config.read_timeout,
+            max_body: config.max_body,
             server_name: config.server_name.clone(),
             stats: stats.clone(),
             draining: Arc::new(AtomicBool::new(false)),
@@ -204,7 +205,12 @@ impl Server {
             match socket.try_clone() {
                 Ok(dup) => {
                     let to = generation.dispatcher.clone().recipient();
-                    listeners.push(Listener::new(dup, to, self.stats.clone()).start());
+                    let backpressure = Backpressure {
+                        max_threads: self.config.max_threads,
+                        max_queued: self.config.max_queued,
+                    };
+                    let listener = Listener::new(dup, to, self.stats.clone(), backpressure);
+                    listeners.push(listener.start());
                 }
                 Err(e) => log::error!("cannot share a listening socket: {e}"),
             }

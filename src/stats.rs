@@ -16,6 +16,9 @@ pub struct Stats {
     queued: AtomicUsize,
     /// Keep-alive connections parked with a Monitor.
     idle: AtomicUsize,
+    /// Connections accepted by a Listener and not yet received by a Dispatcher: counted so
+    /// that a Listener's backpressure sees a burst it has just accepted.
+    arriving: AtomicUsize,
     /// Connections accepted.
     connections: AtomicU64,
     /// Responses sent.
@@ -79,9 +82,22 @@ impl Stats {
         self.gauge(gauge).load(Ordering::Relaxed)
     }
 
-    /// Counts an accepted connection.
+    /// Counts an accepted connection, on its way to a Dispatcher.
     pub fn connection_accepted(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        self.arriving.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection a Dispatcher received (never below zero: a connection may come
+    /// from elsewhere than a Listener).
+    pub fn connection_arrived(&self) {
+        let _ = (self.arriving)
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// Connections waiting for a worker, including those on their way to a Dispatcher.
+    pub fn waiting(&self) -> usize {
+        self.get(Gauge::Queued) + self.arriving.load(Ordering::Relaxed)
     }
 
     /// Counts a response sent.
@@ -95,7 +111,7 @@ impl Stats {
             running,
             threads: self.get(Gauge::Threads),
             busy: self.get(Gauge::Busy),
-            queued: self.get(Gauge::Queued),
+            queued: self.waiting(),
             idle_connections: self.get(Gauge::Idle),
             connections_total: self.connections.load(Ordering::Relaxed),
             requests_total: self.requests.load(Ordering::Relaxed),

@@ -17,7 +17,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::BytesMut;
 use http::StatusCode;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -97,14 +96,7 @@ fn pair(listener: &TcpListener) -> (TcpStream, Connection) {
     let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
     let client = with_timeouts(client);
     let (stream, peer) = listener.accept().expect("accept");
-    let conn = Connection {
-        stream,
-        peer,
-        local: listener.local_addr().unwrap(),
-        buffered: BytesMut::new(),
-        ticket: None,
-        configured: false,
-    };
+    let conn = Connection::accepted(stream, peer, listener.local_addr().unwrap());
     (client, conn)
 }
 
@@ -169,6 +161,7 @@ fn new_pool(tick: Duration) -> (Arc<Pool>, Arc<Stats>) {
         app: ok_app(),
         limits: Default::default(),
         read_timeout: Duration::from_secs(5),
+        max_body: u64::MAX,
         server_name: "test".into(),
         stats: stats.clone(),
         draining: Arc::new(AtomicBool::new(false)),

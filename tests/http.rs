@@ -390,3 +390,26 @@ fn header_count_limit_is_configurable() {
     let many = b"GET /hello HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n";
     assert_eq!(conn.request(many).status, 431);
 }
+
+#[test]
+fn body_over_max_body_gets_413_without_running_the_app() {
+    let server = TestServer::start(TestServer::config().max_body(10));
+    let mut conn = Conn::new(server.connect());
+    let resp = conn.request(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n");
+    assert_eq!(resp.status, 413);
+    assert!(conn.is_closed());
+    let mut conn = Conn::new(server.connect());
+    let resp =
+        conn.request(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789");
+    assert_eq!((resp.status, resp.text().as_str()), (200, "0123456789"));
+}
+
+#[test]
+fn chunked_body_over_max_body_gets_413() {
+    let server = TestServer::start(TestServer::config().max_body(10));
+    let mut conn = Conn::new(server.connect());
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let resp = conn.request(b"6\r\n012345\r\n6\r\n678901\r\n0\r\n\r\n");
+    assert_eq!(resp.status, 413);
+    assert!(conn.is_closed());
+}

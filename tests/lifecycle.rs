@@ -158,3 +158,51 @@ fn max_threads_bounds_the_requests_running_at_once() {
     }
     assert_eq!(most.load(Ordering::SeqCst), 4);
 }
+
+/// Checks that `cond` holds throughout `period` (the server had time to break it).
+fn holds_throughout(what: &str, period: Duration, cond: impl Fn() -> bool) {
+    let end = std::time::Instant::now() + period;
+    while std::time::Instant::now() < end {
+        assert!(cond(), "no longer true: {what}");
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn accepting_pauses_past_the_queue_bound_while_every_worker_is_busy() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let (release, gate) = mpsc::channel::<()>();
+    let gate = Arc::new(Mutex::new(gate));
+    let app = {
+        let running = running.clone();
+        move |_: &Environ, _: &mut Input<'_>| {
+            running.fetch_add(1, Ordering::SeqCst);
+            let _ = gate.lock().unwrap().recv();
+            Reply::text(StatusCode::OK, "done")
+        }
+    };
+    let config = TestServer::config()
+        .min_threads(1)
+        .max_threads(1)
+        .max_queued(2)
+        .app(app);
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let client = move || thread::spawn(move || Conn::new(common::connect(addr)).request(&get("/")));
+    let mut clients = vec![client()];
+    wait_until("one request runs", || running.load(Ordering::SeqCst) == 1);
+    clients.extend((0..6).map(|_| client()));
+    wait_until("two wait in the queue", || server.status().queued == 2);
+    holds_throughout(
+        "the rest wait in the backlog",
+        Duration::from_millis(300),
+        || server.status().connections_total == 3,
+    );
+    for _ in 0..7 {
+        release.send(()).unwrap();
+    }
+    for client in clients {
+        assert_eq!(client.join().expect("client").text(), "done");
+    }
+    assert_eq!(server.status().connections_total, 7);
+}

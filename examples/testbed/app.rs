@@ -19,6 +19,7 @@ pub fn testbed(env: &Environ, input: &mut Input<'_>) -> Reply {
         ("POST", "/echo") => echo(input),
         ("GET", "/sleep") => sleep(env),
         ("GET", "/stream") => stream(env),
+        ("GET", "/zeros") => zeros(env),
         ("GET", "/panic") => panic!("the testbed's /panic route"),
         ("GET" | "HEAD", p) if p.starts_with("/environ") => environ(env),
         _ => Reply::text(StatusCode::NOT_FOUND, "Not Found\n"),
@@ -56,6 +57,14 @@ fn sleep(env: &Environ) -> Reply {
 fn stream(env: &Environ) -> Reply {
     let n = query_number(env, "n").unwrap_or(3).min(100_000);
     let chunks = (0..n).map(|i| Ok(Bytes::from(format!("chunk {i}\n"))));
+    Reply::stream(StatusCode::OK, chunks)
+}
+
+/// `kib` KiB of zeros (default 1024), streamed in 64 KiB chunks: a large response.
+fn zeros(env: &Environ) -> Reply {
+    let kib = query_number(env, "kib").unwrap_or(1024);
+    let chunk = Bytes::from(vec![0u8; 64 * 1024]);
+    let chunks = (0..kib.div_ceil(64)).map(move |_| Ok(chunk.clone()));
     Reply::stream(StatusCode::OK, chunks)
 }
 

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::event::{epoll, Timespec};
+use rustix::net::{recv, RecvFlags};
 use slab::Slab;
 
 use crate::dispatcher::Connection;
@@ -245,13 +246,18 @@ impl IdleSet {
     }
 
     /// Removes the parked connections that `select` picks (given how long each has been
-    /// parked and whether it is fresh), with their freshness.
-    fn remove_parked(&self, select: impl Fn(Duration, bool) -> bool) -> Vec<(Connection, bool)> {
+    /// parked, whether it is fresh, and the connection), with their freshness.
+    fn remove_parked(
+        &self,
+        select: impl Fn(Duration, bool, &Connection) -> bool,
+    ) -> Vec<(Connection, bool)> {
         let mut table = self.lock();
         let now = Instant::now();
         let keys: Vec<usize> = (table.slab.iter())
             .filter(|(_, e)| match &e.place {
-                Place::Parked { since, fresh, .. } => select(now.duration_since(*since), *fresh),
+                Place::Parked { since, fresh, conn } => {
+                    select(now.duration_since(*since), *fresh, conn)
+                }
                 Place::Owned { .. } => false,
             })
             .map(|(key, _)| key)
@@ -265,21 +271,24 @@ impl IdleSet {
         removed
     }
 
-    /// Removes connections parked for `timeout` or longer (to be closed).
+    /// Removes connections parked for `timeout` or longer, and partial heads past their
+    /// deadline with no input waiting (input that waits is for a worker to judge), to be
+    /// closed.
     pub fn expire(&self, timeout: Duration) -> Vec<(Connection, bool)> {
-        self.remove_parked(|parked, _| parked >= timeout)
+        let now = Instant::now();
+        self.remove_parked(|parked, _, conn| parked >= timeout || head_overdue(conn, now))
     }
 
     /// Removes every parked connection, with its freshness, and seals the set: connections
     /// parked later are given back as [`Parking::Sealed`] (restart: they move to the next pool).
     pub fn take_all(&self) -> Vec<(Connection, bool)> {
         self.lock().sealed = true;
-        self.remove_parked(|_, _| true)
+        self.remove_parked(|_, _, _| true)
     }
 
     /// Removes the parked connections that were served before (idle keep-alive ones).
     pub fn take_idle(&self) -> Vec<Connection> {
-        let idle = self.remove_parked(|_, fresh| !fresh);
+        let idle = self.remove_parked(|_, fresh, _| !fresh);
         idle.into_iter().map(|(conn, _)| conn).collect()
     }
 
@@ -297,6 +306,18 @@ impl IdleSet {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether a partial head's deadline has passed with nothing more received.
+fn head_overdue(conn: &Connection, now: Instant) -> bool {
+    let overdue = conn.head_deadline.is_some_and(|deadline| deadline <= now);
+    overdue && !has_input(&conn.stream)
+}
+
+/// Whether bytes wait unread on the socket.
+fn has_input(stream: &std::net::TcpStream) -> bool {
+    let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+    matches!(recv(stream, &mut [0u8; 1], flags), Ok((1, _)))
 }
 
 fn token(key: usize, generation: u32) -> u64 {

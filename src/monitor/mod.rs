@@ -7,6 +7,8 @@
 
 mod idle_set;
 
+use std::io::Write;
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use actix::prelude::*;
 pub use idle_set::{IdleSet, Parking, Ticket};
 
 use crate::dispatcher::{Connection, Tick};
+use crate::http::{error_response, ProtocolError};
 use crate::pool::Pool;
 
 /// How often the Monitor checks, while workers serve, that some free worker is waiting for
@@ -65,9 +68,22 @@ impl Monitor {
 
     fn on_tick(&mut self) {
         for (conn, _) in self.pool.idle.expire(self.timeout) {
-            log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout);
+            match conn.head_deadline {
+                Some(_) => self.time_out(conn),
+                None => log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout),
+            }
         }
         self.ticks.do_send(Tick);
+    }
+
+    /// Answers a head that did not arrive in time with 408 (if the socket takes it at once)
+    /// and closes.
+    fn time_out(&self, conn: Connection) {
+        log::debug!("{}: request head incomplete in time; closing", conn.peer);
+        let server = &self.pool.settings.server_name;
+        let response = error_response(&ProtocolError::RequestTimeout, server);
+        let _ = (&conn.stream).write(&response);
+        let _ = conn.stream.shutdown(Shutdown::Write);
     }
 }
 

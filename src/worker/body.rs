@@ -2,12 +2,12 @@
 //! socket, never buffered whole.
 
 use std::io::{self, Read};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::http::{BodyFraming, ChunkedDecoder, Decoded, ProtocolError, CONTINUE_100};
 
+use super::budget::Budget;
 use super::socket::Socket;
 
 /// Where the body stands.
@@ -44,10 +44,13 @@ pub(crate) struct BodyReader<'a> {
     state: State,
     /// `100 Continue` is owed before the first read.
     continue_pending: bool,
-    /// The longest wait for more body bytes.
-    stall: Duration,
+    /// How long the client may keep the worker waiting for body bytes.
+    budget: Budget,
     /// The first fault met; every later read repeats it.
     fault: Option<BodyFault>,
+    /// Body bytes the application may still read before the body is too large (chunked
+    /// bodies carry no length to check up front).
+    allowance: u64,
 }
 
 impl<'a> BodyReader<'a> {
@@ -57,7 +60,7 @@ impl<'a> BodyReader<'a> {
         socket: &'a mut Socket,
         framing: BodyFraming,
         expects_continue: bool,
-        stall: Duration,
+        budget: Budget,
     ) -> Self {
         let state = match framing {
             BodyFraming::None | BodyFraming::Length(0) => State::Done,
@@ -73,9 +76,16 @@ impl<'a> BodyReader<'a> {
             socket,
             state,
             continue_pending,
-            stall,
+            budget,
             fault: None,
+            allowance: u64::MAX,
         }
+    }
+
+    /// Fails the body with 413 once more than `max` bytes of it are read.
+    pub(crate) fn with_limit(mut self, max: u64) -> Self {
+        self.allowance = max;
+        self
     }
 
     /// The fault that stopped the body, if any.
@@ -102,17 +112,20 @@ impl<'a> BodyReader<'a> {
     }
 
     fn read_body(&mut self, out: &mut [u8]) -> Result<usize, BodyFault> {
-        match self.state {
+        let n = match self.state {
             State::Done => Ok(0),
             State::Length(left) => self.read_length(left, out),
             State::Chunked { .. } => self.read_chunked(out),
-        }
+        }?;
+        self.allowance = (self.allowance.checked_sub(n as u64))
+            .ok_or(BodyFault::Protocol(ProtocolError::PayloadTooLarge))?;
+        Ok(n)
     }
 
     fn read_length(&mut self, left: u64, out: &mut [u8]) -> Result<usize, BodyFault> {
         let want = out.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = if self.buf.is_empty() {
-            let n = self.socket.read_within(&mut out[..want], self.stall);
+            let n = self.socket.read_within(&mut out[..want], &mut self.budget);
             eof_is_fault(n.map_err(io_fault))?
         } else {
             let n = want.min(self.buf.len());
@@ -142,7 +155,7 @@ impl<'a> BodyReader<'a> {
                 Decoded::Data(data) => *pending = data,
                 Decoded::Done => break,
                 Decoded::NeedMore => {
-                    let n = self.socket.fill(self.buf, self.stall);
+                    let n = self.socket.fill(self.buf, &mut self.budget);
                     eof_is_fault(n.map_err(io_fault))?;
                 }
             }

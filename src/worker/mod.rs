@@ -3,6 +3,7 @@
 //! application inline, and parks the connection again when nothing more is buffered.
 
 mod body;
+mod budget;
 mod respond;
 mod session;
 mod socket;
@@ -28,8 +29,11 @@ pub struct Settings {
     pub app: Arc<dyn Application>,
     /// Request head limits.
     pub limits: Limits,
-    /// Head arrival budget, body stall limit and write limit.
+    /// How long a client may make a worker wait: for a head to complete (in all), for a body
+    /// or on a response that does not move (see `budget`).
     pub read_timeout: Duration,
+    /// The largest request body accepted (413 past it).
+    pub max_body: u64,
     /// The `Server` header value.
     pub server_name: String,
     /// Gauges and totals.

@@ -12,10 +12,11 @@ use http::StatusCode;
 use crate::access_log::{self, Entry};
 use crate::app::{Application, Environ, Input, Reply};
 use crate::dispatcher::Connection;
-use crate::http::{error_response, parse_head, ProtocolError, RequestHead};
+use crate::http::{error_response, parse_head, BodyFraming, ProtocolError, RequestHead};
 use crate::monitor::Ticket;
 
 use super::body::{BodyFault, BodyReader};
+use super::budget::Budget;
 use super::respond::{write_reply, Plan};
 use super::socket::Socket;
 use super::Settings;
@@ -39,12 +40,16 @@ enum After {
     Close,
     /// Answer with this error, then close.
     Reject(ProtocolError),
+    /// The response could not be written (in time): reset the connection.
+    Abort,
 }
 
 /// Why no head was read.
 enum NoHead {
     /// The readiness report was spurious: nothing to read after all.
     NotReady,
+    /// Part of a head is buffered and nothing more has arrived yet: wait in the idle set.
+    Partial,
     /// The client closed (possibly mid-head).
     Closed,
     /// The head is invalid, or did not arrive in time.
@@ -65,7 +70,7 @@ enum Awaited {
 /// for them.
 #[derive(Default)]
 pub(crate) struct Buffers {
-    /// Where bytes read from a client land (when the connection brings none of its own).
+    /// Where bytes read from a client land.
     read: BytesMut,
     /// Where response heads are built.
     out: Vec<u8>,
@@ -79,6 +84,8 @@ enum End {
     Close,
     /// Answer with this error, then close.
     Reject(ProtocolError),
+    /// Reset the connection: a response was cut short.
+    Abort,
 }
 
 /// One connection being served.
@@ -99,6 +106,8 @@ struct Session<'s> {
     readable: bool,
     /// The connection's place in the idle set.
     ticket: Option<Ticket>,
+    /// When the head being read must be complete: set when a partial head is first parked.
+    head_deadline: Option<Instant>,
 }
 
 /// Serves `conn` until it closes or goes idle.
@@ -109,19 +118,18 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         local,
         buffered,
         ticket,
-        configured,
+        nonblocking,
+        head_deadline,
     } = conn;
-    let socket = match Socket::new(stream, settings.read_timeout, configured) {
+    let socket = match Socket::new(stream, settings.read_timeout, nonblocking) {
         Ok(socket) => socket,
         Err(e) => {
             log::debug!("{peer}: cannot configure socket: {e}");
             return Outcome::Closed(ticket);
         }
     };
-    let buf = match buffered.is_empty() {
-        true => std::mem::take(&mut bufs.read),
-        false => buffered,
-    };
+    let mut buf = std::mem::take(&mut bufs.read);
+    buf.extend_from_slice(&buffered);
     let session = Session {
         socket,
         buf,
@@ -131,6 +139,7 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         bufs,
         readable: true,
         ticket,
+        head_deadline,
     };
     session.run()
 }
@@ -138,22 +147,32 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
 impl Session<'_> {
     fn run(mut self) -> Outcome {
         let end = self.serve_requests();
-        if self.buf.is_empty() {
-            self.bufs.read = std::mem::take(&mut self.buf);
-        }
+        let mut unread = std::mem::take(&mut self.buf);
+        let partial = match end {
+            End::Idle => BytesMut::from(&unread[..]),
+            _ => BytesMut::new(),
+        };
+        let left_unread = !unread.is_empty();
+        unread.clear();
+        self.bufs.read = unread;
         match end {
-            End::Idle => self.into_idle(),
-            End::Close => self.close(),
+            End::Idle => self.into_idle(partial),
+            End::Close => self.close(left_unread),
             End::Reject(e) => self.reject(&e),
+            End::Abort => {
+                log::debug!("{}: response not delivered; resetting", self.peer);
+                self.socket.abort();
+                Outcome::Closed(self.ticket)
+            }
         }
     }
 
     /// Closes; if the client sent more than was read (pipelined requests after a
     /// `Connection: close`), drains first so that the kernel does not reset the connection
     /// and destroy the response the client has not read yet.
-    fn close(self) -> Outcome {
+    fn close(self, left_unread: bool) -> Outcome {
         let ticket = self.ticket;
-        if !self.buf.is_empty() || !self.socket.drained() {
+        if left_unread || !self.socket.drained() {
             self.socket.close_lingering();
         }
         Outcome::Closed(ticket)
@@ -166,10 +185,9 @@ impl Session<'_> {
                 Awaited::Idle => return End::Idle,
                 Awaited::Closed => return End::Close,
             }
-            let readable = std::mem::take(&mut self.readable) || self.buf.is_empty();
-            let after = match self.read_head(readable) {
+            let after = match self.read_head() {
                 Ok(head) => self.serve_request(head),
-                Err(NoHead::NotReady) => return End::Idle,
+                Err(NoHead::NotReady | NoHead::Partial) => return End::Idle,
                 Err(NoHead::Closed) => After::Close,
                 Err(NoHead::Invalid(e)) => After::Reject(e),
             };
@@ -177,6 +195,7 @@ impl Session<'_> {
                 After::KeepAlive => {}
                 After::Close => return End::Close,
                 After::Reject(e) => return End::Reject(e),
+                After::Abort => return End::Abort,
             }
         }
     }
@@ -191,39 +210,43 @@ impl Session<'_> {
         }
     }
 
-    /// Reads a head within `read_timeout`. The first read of a connection reported readable
-    /// does not block (a spurious report gives `NotReady`), so it needs no deadline.
-    fn read_head(&mut self, readable: bool) -> Result<RequestHead, NoHead> {
-        let mut deadline = None;
-        let mut first = readable;
+    /// Reads a head from what is buffered and what the socket has, without waiting: a head
+    /// that is not complete yet waits in the idle set (`Partial`), so a slow client holds no
+    /// worker. It must be complete within `read_timeout` of its first park.
+    fn read_head(&mut self) -> Result<RequestHead, NoHead> {
         loop {
             let parsed = parse_head(&mut self.buf, &self.settings.limits);
             if let Some(head) = parsed.map_err(NoHead::Invalid)? {
+                self.head_deadline = None;
                 return Ok(head);
             }
-            let filled = match std::mem::take(&mut first) {
-                true => self.socket.fill_ready(&mut self.buf),
-                false => {
-                    let budget = self.settings.read_timeout;
-                    let by = *deadline.get_or_insert_with(|| Instant::now() + budget);
-                    self.socket.fill_by(&mut self.buf, by)
-                }
-            };
-            match filled {
+            if !std::mem::take(&mut self.readable) && self.socket.drained() {
+                return Err(self.incomplete());
+            }
+            match self.socket.fill_ready(&mut self.buf) {
                 Ok(0) => return Err(NoHead::Closed),
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock && self.buf.is_empty() => {
-                    return Err(NoHead::NotReady)
-                }
-                Err(e) if e.kind() == ErrorKind::TimedOut => {
-                    return Err(NoHead::Invalid(ProtocolError::RequestTimeout))
-                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Err(self.incomplete()),
                 Err(_) => return Err(NoHead::Closed),
             }
         }
     }
 
+    /// Nothing more to read for now: wait for input, unless a partial head ran out of time.
+    fn incomplete(&mut self) -> NoHead {
+        if self.buf.is_empty() {
+            return NoHead::NotReady;
+        }
+        let now = Instant::now();
+        let budget = self.settings.read_timeout;
+        match *self.head_deadline.get_or_insert(now + budget) <= now {
+            true => NoHead::Invalid(ProtocolError::RequestTimeout),
+            false => NoHead::Partial,
+        }
+    }
+
     fn serve_request(&mut self, head: RequestHead) -> After {
+        self.socket.start_response();
         let wants_keep_alive = head.keep_alive();
         let environ = Environ::new(head, self.local, self.peer, "http");
         let (reply, body_clean) = match self.run_app(&environ) {
@@ -240,7 +263,7 @@ impl Session<'_> {
         let sent = write_reply(&mut self.socket, &mut self.bufs.out, reply, &plan);
         self.settings.stats.request_served();
         let Ok(sent) = sent else {
-            return After::Close;
+            return After::Abort;
         };
         log_access(&environ, sent.status, sent.body_bytes);
         match sent.keep_alive {
@@ -252,13 +275,18 @@ impl Session<'_> {
     /// Calls the application; the flag tells whether the connection is fit for another request.
     fn run_app(&mut self, environ: &Environ) -> Result<(Reply, bool), After> {
         let head = environ.head();
+        let max_body = self.settings.max_body;
+        if matches!(head.framing(), BodyFraming::Length(n) if n > max_body) {
+            return Err(After::Reject(ProtocolError::PayloadTooLarge));
+        }
         let mut body = BodyReader::new(
             &mut self.buf,
             &mut self.socket,
             head.framing(),
             head.expects_continue(),
-            self.settings.read_timeout,
-        );
+            Budget::renewable(self.settings.read_timeout),
+        )
+        .with_limit(max_body);
         let reply = call_app(&*self.settings.app, environ, &mut body);
         match body.fault() {
             Some(BodyFault::Protocol(e)) => return Err(After::Reject(e.clone())),
@@ -276,6 +304,7 @@ impl Session<'_> {
         let ticket = self.ticket;
         log::debug!("{}: rejected request: {err}", self.peer);
         let response = error_response(err, &self.settings.server_name);
+        self.socket.start_response();
         if self.socket.write_all(&response).is_ok() {
             self.settings.stats.request_served();
             self.socket.close_lingering();
@@ -283,18 +312,16 @@ impl Session<'_> {
         Outcome::Closed(ticket)
     }
 
-    fn into_idle(self) -> Outcome {
-        let ticket = self.ticket;
-        let Ok(stream) = self.socket.into_inner(self.settings.read_timeout) else {
-            return Outcome::Closed(ticket);
-        };
+    /// Parks the connection, with the partial head read so far (if any).
+    fn into_idle(self, partial: BytesMut) -> Outcome {
         Outcome::Idle(Connection {
-            stream,
+            stream: self.socket.into_inner(),
             peer: self.peer,
             local: self.local,
-            buffered: BytesMut::new(),
+            buffered: partial,
             ticket: self.ticket,
-            configured: true,
+            nonblocking: true,
+            head_deadline: self.head_deadline,
         })
     }
 }

@@ -1,15 +1,23 @@
-//! A blocking client socket with deadline-aware reads and cached timeout settings.
+//! A client socket as a worker drives it: non-blocking, with every wait bounded by a
+//! [`Budget`] (`poll` on the one socket), so that no read or write waits longer than the
+//! client's budget allows and the fast path costs one system call.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rustix::net::{recv, RecvFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use super::budget::Budget;
 
 /// The most bytes taken from the socket by one read into a buffer.
 const READ_CHUNK: usize = 8 * 1024;
+
+/// The most bytes handed to one `sendfile` call.
+const SENDFILE_CHUNK: usize = 1 << 20;
 
 thread_local! {
     /// Each worker thread's landing space for reads: zeroed once, so reads cost no memset.
@@ -25,84 +33,82 @@ const LINGER_BYTES: usize = 64 * 1024;
 
 /// The client connection as a worker drives it.
 pub(crate) struct Socket {
-    /// The connection, in blocking mode.
+    /// The connection, in non-blocking mode.
     stream: TcpStream,
-    /// The receive timeout last set, so that unchanged timeouts cost no system call.
-    read_timeout: Option<Duration>,
     /// The last read returned less than it could take, so the receive queue was empty then.
     /// The idle set reports only *new* input (edge-triggered): a connection parked while
     /// bytes wait unread would never be reported, so after a full read it is checked first.
     drained: bool,
+    /// What the client may still make the current response wait (writes).
+    writes: Budget,
 }
 
 impl Socket {
-    /// Wraps a blocking stream whose reads and writes give up after `timeout`; `configured`
-    /// says the socket already has these settings.
-    pub(crate) fn new(stream: TcpStream, timeout: Duration, configured: bool) -> io::Result<Self> {
-        if !configured {
-            stream.set_write_timeout(Some(timeout))?;
-            stream.set_read_timeout(Some(timeout))?;
+    /// Wraps a stream, switching it to non-blocking mode unless `nonblocking` says it is;
+    /// each response may wait `write_budget` on a client that does not read.
+    pub(crate) fn new(
+        stream: TcpStream,
+        write_budget: Duration,
+        nonblocking: bool,
+    ) -> io::Result<Self> {
+        if !nonblocking {
+            stream.set_nonblocking(true)?;
         }
         Ok(Socket {
             stream,
-            read_timeout: Some(timeout),
             drained: false,
+            writes: Budget::renewable(write_budget),
         })
     }
 
-    /// Gives the stream back with its read timeout set to `timeout` again, e.g. to park it.
-    pub(crate) fn into_inner(self, timeout: Duration) -> io::Result<TcpStream> {
-        if self.read_timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
-        }
-        Ok(self.stream)
+    /// Gives the (non-blocking) stream back, e.g. to park it.
+    pub(crate) fn into_inner(self) -> TcpStream {
+        self.stream
     }
 
-    /// Appends what is available to `buf` without waiting (the socket was reported readable;
-    /// `WouldBlock` if the report was spurious); `Ok(0)` means the peer closed.
+    /// Appends what is available to `buf` without waiting (`WouldBlock` if nothing is);
+    /// `Ok(0)` means the peer closed.
     pub(crate) fn fill_ready(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        SCRATCH.with_borrow_mut(|scratch| loop {
-            match recv(&self.stream, &mut scratch[..], RecvFlags::DONTWAIT) {
-                Ok((n, _)) => {
-                    self.drained = n < scratch.len();
-                    buf.extend_from_slice(&scratch[..n]);
-                    return Ok(n);
-                }
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        })
-    }
-
-    /// Appends what arrives within `timeout` to `buf`; `Ok(0)` means the peer closed.
-    pub(crate) fn fill(&mut self, buf: &mut BytesMut, timeout: Duration) -> io::Result<usize> {
         SCRATCH.with_borrow_mut(|scratch| {
-            let n = self.read_within(scratch, timeout)?;
+            let n = self.read_now(scratch)?;
             buf.extend_from_slice(&scratch[..n]);
             Ok(n)
         })
     }
 
-    /// Like [`Socket::fill`], but with an absolute deadline; past it the error is `TimedOut`.
-    pub(crate) fn fill_by(&mut self, buf: &mut BytesMut, deadline: Instant) -> io::Result<usize> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::ErrorKind::TimedOut.into());
-        }
-        self.fill(buf, left)
+    /// Appends what arrives within `budget` to `buf`; `Ok(0)` means the peer closed.
+    pub(crate) fn fill(&mut self, buf: &mut BytesMut, budget: &mut Budget) -> io::Result<usize> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let n = self.read_within(scratch, budget)?;
+            buf.extend_from_slice(&scratch[..n]);
+            Ok(n)
+        })
     }
 
-    /// Reads straight into `out` within `timeout`.
-    pub(crate) fn read_within(&mut self, out: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        if self.read_timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout))?;
-            self.read_timeout = Some(timeout);
+    /// Reads straight into `out`, waiting within `budget`; past it the error is `TimedOut`.
+    pub(crate) fn read_within(&mut self, out: &mut [u8], budget: &mut Budget) -> io::Result<usize> {
+        loop {
+            match self.read_now(out) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(PollFlags::IN, budget)?
+                }
+                Ok(n) => {
+                    budget.moved(n);
+                    return Ok(n);
+                }
+                Err(e) => return Err(e),
+            }
         }
+    }
+
+    /// One read that does not wait.
+    fn read_now(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.stream.read(out) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(io::ErrorKind::TimedOut.into())
+                    self.drained = true;
+                    return Err(e);
                 }
                 Ok(n) => {
                     self.drained = n < out.len();
@@ -113,36 +119,95 @@ impl Socket {
         }
     }
 
+    /// Waits until the socket is ready for `flags`, charging the wait to `budget`.
+    fn wait(&self, flags: PollFlags, budget: &mut Budget) -> io::Result<()> {
+        let left = Timespec::try_from(budget.left()?).map_err(io::Error::other)?;
+        let since = Instant::now();
+        let mut fds = [PollFd::new(&self.stream, flags)];
+        let result = poll(&mut fds, Some(&left));
+        budget.waited_since(since);
+        match result {
+            Ok(0) => Err(io::ErrorKind::TimedOut.into()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether the last read emptied the receive queue (see [`Socket::drained`]'s field).
     pub(crate) fn drained(&self) -> bool {
         self.drained
     }
 
-    /// Writes all of `data`.
-    pub(crate) fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.stream.write_all(data)
+    /// Starts a response: it gets a full write budget.
+    pub(crate) fn start_response(&mut self) {
+        self.writes.refill();
     }
 
-    /// Copies `len` bytes of `file` to the client (sendfile where the kernel allows).
-    pub(crate) fn send_file(&mut self, file: std::fs::File, len: u64) -> io::Result<u64> {
-        io::copy(&mut file.take(len), &mut self.stream)
-    }
-
-    /// Closes after an error answer: stop sending, drain briefly, then drop.
-    pub(crate) fn close_lingering(mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
-        let mut scratch = [0u8; 4096];
-        let deadline = Instant::now() + LINGER_ON_CLOSE;
-        let mut drained = 0;
-        while drained < LINGER_BYTES {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match left.is_zero() {
-                true => break,
-                false => match self.read_within(&mut scratch, left) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => drained += n,
-                },
+    /// Writes all of `data` within the response's budget.
+    pub(crate) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            match self.stream.write(data) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.writes.moved(n);
+                    data = &data[n..];
+                }
+                Err(e) => self.write_failed(e)?,
             }
         }
+        Ok(())
+    }
+
+    /// Waits out a full send buffer within the budget; other errors end the write.
+    fn write_failed(&mut self, err: io::Error) -> io::Result<()> {
+        let mut budget = self.writes.clone();
+        let waited = match err.kind() {
+            io::ErrorKind::Interrupted => Ok(()),
+            io::ErrorKind::WouldBlock => self.wait(PollFlags::OUT, &mut budget),
+            _ => Err(err),
+        };
+        self.writes = budget;
+        waited
+    }
+
+    /// Copies `len` bytes of `file`, from its current position, to the client with
+    /// `sendfile`; returns the bytes sent (fewer if the file was shorter).
+    pub(crate) fn send_file(&mut self, file: std::fs::File, len: u64) -> io::Result<u64> {
+        let mut sent = 0u64;
+        while sent < len {
+            let chunk =
+                usize::try_from(len - sent).map_or(SENDFILE_CHUNK, |n| n.min(SENDFILE_CHUNK));
+            match rustix::fs::sendfile(self.stream.as_fd(), file.as_fd(), None, chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.writes.moved(n);
+                    sent += n as u64;
+                }
+                Err(e) => self.write_failed(e.into())?,
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Closes with a reset, dropping what the client has not received: after a response was
+    /// cut short (a client that stopped reading must not keep the rest trickling out).
+    pub(crate) fn abort(self) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+    }
+
+    /// Closes after an error answer or with unread input: stop sending, drain briefly, then
+    /// drop.
+    pub(crate) fn close_lingering(mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let mut budget = Budget::total(LINGER_ON_CLOSE);
+        let mut drained = 0;
+        SCRATCH.with_borrow_mut(|scratch| {
+            while drained < LINGER_BYTES {
+                match self.read_within(scratch, &mut budget) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+        });
     }
 }

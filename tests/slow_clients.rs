@@ -1,0 +1,156 @@
+//! Slow and stalling clients: they must cost no worker while they dawdle, be cut off after
+//! their time budget (in all, not per read), and never delay anyone else.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use common::client::{get, Conn};
+use common::{TestServer, CLIENT_TIMEOUT};
+
+/// The pace of a trickling client: one byte per step.
+const TRICKLE_STEP: Duration = Duration::from_millis(50);
+
+/// Sends `bytes` one at a time, one per [`TRICKLE_STEP`], until the server starts answering;
+/// returns how many were sent by then (all of them: the server never answered meanwhile).
+fn trickle_until_answered(stream: &mut TcpStream, bytes: &[u8]) -> usize {
+    stream.set_read_timeout(Some(TRICKLE_STEP)).unwrap();
+    let mut sent = 0;
+    for byte in bytes {
+        if stream.write_all(std::slice::from_ref(byte)).is_err() {
+            break;
+        }
+        sent += 1;
+        match stream.peek(&mut [0u8; 1]) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            _ => break,
+        }
+    }
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    sent
+}
+
+#[test]
+fn two_hundred_trickling_heads_hold_no_worker_and_others_are_served() {
+    let server = TestServer::start(
+        TestServer::config()
+            .min_threads(2)
+            .max_threads(4)
+            .read_timeout(Duration::from_secs(60)),
+    );
+    let mut slow: Vec<Conn> = (0..200).map(|_| Conn::new(server.connect())).collect();
+    for conn in &mut slow {
+        conn.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n");
+    }
+    for conn in &mut slow {
+        conn.send(b"X-Slow: 1\r\n");
+    }
+    for _ in 0..5 {
+        let resp = Conn::new(server.connect()).request(&get("/hello"));
+        assert_eq!(resp.status, 200, "an ordinary client is served meanwhile");
+    }
+    assert!(server.status().threads <= 4);
+    for conn in &mut slow {
+        conn.send(b"\r\n");
+    }
+    for conn in &mut slow {
+        let resp = conn.response(false);
+        assert_eq!(resp.status, 200, "a head completed in time is served");
+    }
+}
+
+#[test]
+fn a_trickled_head_is_cut_after_read_timeout_in_all() {
+    let server = TestServer::start(
+        TestServer::config()
+            .read_timeout(Duration::from_millis(300))
+            .tick(Duration::from_millis(50)),
+    );
+    let mut conn = Conn::new(server.connect());
+    let head = format!("GET /hello HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(200));
+    let sent = trickle_until_answered(&mut conn.stream, head.as_bytes());
+    assert!(sent < head.len(), "answered before the head was complete");
+    let resp = conn.response(false);
+    assert_eq!(resp.status, 408);
+    assert!(conn.is_closed());
+}
+
+#[test]
+fn a_trickled_body_is_cut_with_408_after_read_timeout_in_all() {
+    let server = TestServer::start(TestServer::config().read_timeout(Duration::from_millis(300)));
+    let mut conn = Conn::new(server.connect());
+    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n");
+    let sent = trickle_until_answered(&mut conn.stream, &[b'x'; 200]);
+    assert!(sent < 200, "answered before the body was complete");
+    let resp = conn.response(false);
+    assert_eq!(resp.status, 408);
+    assert!(conn.is_closed());
+}
+
+#[test]
+fn a_request_queued_behind_busy_workers_is_not_timed_out_for_the_wait() {
+    let server = TestServer::start(
+        TestServer::config()
+            .min_threads(1)
+            .max_threads(1)
+            .read_timeout(Duration::from_millis(100))
+            .tick(Duration::from_millis(20)),
+    );
+    let mut busy = Conn::new(server.connect());
+    busy.send(&get("/sleep?ms=600"));
+    let mut queued = Conn::new(server.connect());
+    queued.send(b"GET /hello HTTP/1.1\r\n");
+    queued.send(b"Host: t\r\n\r\n");
+    assert_eq!(queued.response(false).status, 200);
+    assert_eq!(busy.response(false).status, 200);
+}
+
+/// Reads `stream` slowly (1 KiB per [`TRICKLE_STEP`]) until it ends; returns the bytes read.
+fn read_slowly(mut stream: TcpStream) -> usize {
+    let mut total = 0;
+    let mut buf = [0u8; 1024];
+    for _ in 0..400 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+        thread::sleep(TRICKLE_STEP);
+    }
+    total
+}
+
+/// A client socket with a small receive buffer, so that the server's writes stall soon.
+fn small_window_client(server: &TestServer) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+    stream
+}
+
+#[test]
+fn a_slow_reader_is_given_up_after_read_timeout_and_frees_its_worker() {
+    let server = TestServer::start(
+        TestServer::config()
+            .min_threads(1)
+            .max_threads(1)
+            .read_timeout(Duration::from_millis(300)),
+    );
+    let total = 64 * 1024 * 1024;
+    let mut slow = small_window_client(&server);
+    slow.write_all(&get(&format!("/zeros?kib={}", total / 1024)))
+        .unwrap();
+    let reader = thread::spawn(move || read_slowly(slow));
+    let resp = Conn::new(server.connect()).request(&get("/hello"));
+    assert_eq!(resp.status, 200, "the only worker was freed");
+    let read = reader.join().unwrap();
+    assert!(
+        read < total,
+        "the slow reader was cut off ({read} bytes read)"
+    );
+}
