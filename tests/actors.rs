@@ -1569,3 +1569,62 @@ async fn server_max_threads_bounds_concurrent_requests() {
     assert_eq!(status(&server).await.threads, 2);
     stop(&server, false).await;
 }
+
+/// Awaits `request` on its own task and records `name` in `order` once it is answered.
+fn record<M>(
+    order: &Arc<Mutex<Vec<&'static str>>>,
+    name: &'static str,
+    request: Request<Server, M>,
+) -> tokio::task::JoinHandle<()>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    Server: actix::Handler<M>,
+{
+    let order = order.clone();
+    actix::spawn(async move {
+        request.await.expect("server alive");
+        order.lock().unwrap().push(name);
+    })
+}
+
+#[actix::test]
+async fn server_control_messages_are_handled_one_at_a_time_in_order() {
+    let gate = Arc::new(Gate::default());
+    let _open = OpenOnDrop(gate.clone());
+    let (started_tx, mut started) = unbounded_channel();
+    let app = {
+        let gate = gate.clone();
+        move |_: &Environ, _: &mut Input<'_>| {
+            let _ = started_tx.send(());
+            gate.wait();
+            Reply::text(StatusCode::OK, "ok")
+        }
+    };
+    let server = server(config().app(app));
+    let addr = start(&server).await[0];
+    let in_flight = tokio::task::spawn_blocking(move || request(&mut connect(addr)));
+    next(&mut started).await;
+
+    // The restart waits for the request in flight; what comes after it waits for the restart.
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = [
+        record(&order, "restart", server.send(Restart)),
+        record(&order, "stop", server.send(Stop { graceful: true })),
+        record(&order, "status", server.send(Status)),
+    ];
+    let early = tokio::time::timeout(Duration::from_millis(200), &mut tasks[1]).await;
+    assert!(early.is_err(), "Stop was handled during the restart");
+    assert!(order.lock().unwrap().is_empty());
+    gate.open();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    assert_eq!(*order.lock().unwrap(), ["restart", "stop", "status"]);
+    assert_eq!(
+        in_flight.await.unwrap(),
+        200,
+        "the request in flight was delivered"
+    );
+    assert!(!status(&server).await.running);
+}

@@ -413,3 +413,21 @@ fn chunked_body_over_max_body_gets_413() {
     assert_eq!(resp.status, 413);
     assert!(conn.is_closed());
 }
+
+#[test]
+fn a_response_stream_that_panics_when_dropped_costs_the_connection_not_the_worker() {
+    // One worker and no tick within the test: a lost worker would not be replaced in time.
+    let config = TestServer::config()
+        .min_threads(1)
+        .max_threads(1)
+        .tick(std::time::Duration::from_secs(60));
+    let server = TestServer::start(config);
+    for _ in 0..3 {
+        let mut conn = Conn::new(server.connect());
+        conn.send(&get("/drop-panic"));
+        let _sent_before_the_panic = conn.try_response(false);
+        assert!(conn.is_closed(), "the connection is not reused");
+    }
+    let resp = Conn::new(server.connect()).request(&get("/hello"));
+    assert_eq!(resp.status, 200, "the only worker goes on");
+}

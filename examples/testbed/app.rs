@@ -20,6 +20,7 @@ pub fn testbed(env: &Environ, input: &mut Input<'_>) -> Reply {
         ("GET", "/sleep") => sleep(env),
         ("GET", "/stream") => stream(env),
         ("GET", "/zeros") => zeros(env),
+        ("GET", "/drop-panic") => Reply::stream(StatusCode::OK, DropPanic(1)),
         ("GET", "/panic") => panic!("the testbed's /panic route"),
         ("GET" | "HEAD", p) if p.starts_with("/environ") => environ(env),
         _ => Reply::text(StatusCode::NOT_FOUND, "Not Found\n"),
@@ -66,6 +67,26 @@ fn zeros(env: &Environ) -> Reply {
     let chunk = Bytes::from(vec![0u8; 64 * 1024]);
     let chunks = (0..kib.div_ceil(64)).map(move |_| Ok(chunk.clone()));
     Reply::stream(StatusCode::OK, chunks)
+}
+
+/// A stream of one chunk whose clean-up panics (as an application's may).
+struct DropPanic(u8);
+
+impl Iterator for DropPanic {
+    type Item = std::io::Result<Bytes>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.checked_sub(1).map(|left| {
+            self.0 = left;
+            Ok(Bytes::from_static(b"chunk\n"))
+        })
+    }
+}
+
+impl Drop for DropPanic {
+    fn drop(&mut self) {
+        panic!("the testbed's /drop-panic stream");
+    }
 }
 
 fn environ(env: &Environ) -> Reply {

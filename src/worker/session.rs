@@ -260,7 +260,12 @@ impl Session<'_> {
             keep_alive: wants_keep_alive && body_clean && !draining,
             server: &self.settings.server_name,
         };
-        let sent = write_reply(&mut self.socket, &mut self.bufs.out, reply, &plan);
+        let (socket, out) = (&mut self.socket, &mut self.bufs.out);
+        let sent = catch_unwind(AssertUnwindSafe(|| write_reply(socket, out, reply, &plan)))
+            .unwrap_or_else(|_| {
+                log::warn!("a response body panicked while sent or dropped; resetting");
+                Err(std::io::Error::other("response body panicked"))
+            });
         self.settings.stats.request_served();
         let Ok(sent) = sent else {
             return After::Abort;
