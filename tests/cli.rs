@@ -173,15 +173,27 @@ fn flags_are_accepted() {
         "1.5",
         "--shutdown-timeout",
         "2",
+        "--max-queued",
+        "16",
+        "--max-headers",
+        "3",
+        "--max-body",
+        "5",
         "--no-signals",
     ]);
     let resp = Conn::new(common::connect(server.addrs[0])).request(&get("/"));
     assert_eq!(resp.status, 200);
+    let too_long = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabcdef";
+    let resp = Conn::new(common::connect(server.addrs[0])).request(too_long);
+    assert_eq!(resp.status, 413, "--max-body");
+    let many = b"GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    let resp = Conn::new(common::connect(server.addrs[0])).request(many);
+    assert_eq!(resp.status, 431, "--max-headers");
 }
 
 #[test]
 fn bad_flags_are_a_one_line_error() {
-    let table: [&[&str]; 7] = [
+    let table: [&[&str]; 8] = [
         &["--bogus"],
         &["--min-threads", "0"],
         &["--min-threads", "abc"],
@@ -189,6 +201,7 @@ fn bad_flags_are_a_one_line_error() {
         &["--timeout", "-1"],
         &["--bind", "localhost"],
         &["--method", "cgi"],
+        &["--max-body", "-1"],
     ];
     for args in table {
         let out = run_to_end(args);
