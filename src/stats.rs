@@ -12,7 +12,7 @@ pub struct Stats {
     threads: AtomicUsize,
     /// Workers serving a connection.
     busy: AtomicUsize,
-    /// Connections waiting in a Dispatcher's queue; workers skip lingering while it is not 0.
+    /// Connections admitted and never served yet (parked fresh in an idle set).
     queued: AtomicUsize,
     /// Keep-alive connections parked with a Monitor.
     idle: AtomicUsize,

@@ -235,6 +235,15 @@ fn sigterm_stops_gracefully_with_status_0() {
 }
 
 #[test]
+fn no_signals_leaves_signals_to_their_default_action() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut server = Running::start(&["--bind", "127.0.0.1:0", "--no-signals"]);
+    server.signal("USR1");
+    let status = server.wait_exit();
+    assert_eq!(status.signal(), Some(10), "SIGUSR1 killed it: no restart handler");
+}
+
+#[test]
 fn sigusr1_and_sighup_restart_without_closing_the_socket() {
     let server = Running::start(&["--bind", "127.0.0.1:0"]);
     for signal in ["USR1", "HUP"] {
