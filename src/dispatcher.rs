@@ -16,6 +16,7 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use tokio::sync::oneshot;
 
+use crate::http::RequestHead;
 use crate::monitor::Ticket;
 use crate::pool::Pool;
 use crate::stats::{Gauge, Stats};
@@ -53,9 +54,12 @@ pub struct Connection {
     /// The socket is already in non-blocking mode, so serving it again costs no system call
     /// to set it.
     pub nonblocking: bool,
-    /// When the head partly read must be complete (a slow client's budget, kept while the
-    /// connection waits for the rest).
-    pub head_deadline: Option<Instant>,
+    /// When the request partly received must be complete (a slow client's budget, kept while
+    /// the connection waits for the rest).
+    pub request_deadline: Option<Instant>,
+    /// A head already parsed whose small body is still arriving (see
+    /// `worker::PREBUFFER_BODY`).
+    pub head: Option<RequestHead>,
 }
 
 impl Connection {
@@ -68,7 +72,8 @@ impl Connection {
             buffered: BytesMut::new(),
             ticket: None,
             nonblocking: false,
-            head_deadline: None,
+            request_deadline: None,
+            head: None,
         }
     }
 }

@@ -240,7 +240,11 @@ fn no_signals_leaves_signals_to_their_default_action() {
     let mut server = Running::start(&["--bind", "127.0.0.1:0", "--no-signals"]);
     server.signal("USR1");
     let status = server.wait_exit();
-    assert_eq!(status.signal(), Some(10), "SIGUSR1 killed it: no restart handler");
+    assert_eq!(
+        status.signal(),
+        Some(10),
+        "SIGUSR1 killed it: no restart handler"
+    );
 }
 
 #[test]

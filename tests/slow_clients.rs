@@ -63,6 +63,31 @@ fn two_hundred_trickling_heads_hold_no_worker_and_others_are_served() {
 }
 
 #[test]
+fn two_hundred_slow_small_bodies_hold_no_worker_and_others_are_served() {
+    let server = TestServer::start(
+        TestServer::config()
+            .min_threads(2)
+            .max_threads(4)
+            .read_timeout(Duration::from_secs(60)),
+    );
+    let mut slow: Vec<Conn> = (0..200).map(|_| Conn::new(server.connect())).collect();
+    for conn in &mut slow {
+        conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc");
+    }
+    for _ in 0..5 {
+        let resp = Conn::new(server.connect()).request(&get("/hello"));
+        assert_eq!(resp.status, 200, "an ordinary client is served meanwhile");
+    }
+    for conn in &mut slow {
+        conn.send(b"def");
+    }
+    for conn in &mut slow {
+        let resp = conn.response(false);
+        assert_eq!((resp.status, resp.text().as_str()), (200, "abcdef"));
+    }
+}
+
+#[test]
 fn a_trickled_head_is_cut_after_read_timeout_in_all() {
     let server = TestServer::start(
         TestServer::config()
@@ -81,13 +106,20 @@ fn a_trickled_head_is_cut_after_read_timeout_in_all() {
 #[test]
 fn a_trickled_body_is_cut_with_408_after_read_timeout_in_all() {
     let server = TestServer::start(TestServer::config().read_timeout(Duration::from_millis(300)));
-    let mut conn = Conn::new(server.connect());
-    conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n");
-    let sent = trickle_until_answered(&mut conn.stream, &[b'x'; 200]);
-    assert!(sent < 200, "answered before the body was complete");
-    let resp = conn.response(false);
-    assert_eq!(resp.status, 408);
-    assert!(conn.is_closed());
+    // A small body is received before the application runs; a large one by the application.
+    for length in [1000, 1_000_000] {
+        let mut conn = Conn::new(server.connect());
+        let head = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n");
+        conn.send(head.as_bytes());
+        let sent = trickle_until_answered(&mut conn.stream, &[b'x'; 200]);
+        assert!(
+            sent < 200,
+            "{length}: answered before the body was complete"
+        );
+        let resp = conn.response(false);
+        assert_eq!(resp.status, 408, "{length}");
+        assert!(conn.is_closed(), "{length}");
+    }
 }
 
 #[test]

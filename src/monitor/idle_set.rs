@@ -310,7 +310,9 @@ impl IdleSet {
 
 /// Whether a partial head's deadline has passed with nothing more received.
 fn head_overdue(conn: &Connection, now: Instant) -> bool {
-    let overdue = conn.head_deadline.is_some_and(|deadline| deadline <= now);
+    let overdue = conn
+        .request_deadline
+        .is_some_and(|deadline| deadline <= now);
     overdue && !has_input(&conn.stream)
 }
 

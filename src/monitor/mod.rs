@@ -68,7 +68,7 @@ impl Monitor {
 
     fn on_tick(&mut self) {
         for (conn, _) in self.pool.idle.expire(self.timeout) {
-            match conn.head_deadline {
+            match conn.request_deadline {
                 Some(_) => self.time_out(conn),
                 None => log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout),
             }

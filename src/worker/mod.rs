@@ -21,6 +21,7 @@ use crate::monitor::Parking;
 use crate::pool::Pool;
 use crate::stats::Stats;
 
+pub use session::PREBUFFER_BODY;
 pub(crate) use session::{serve, Buffers, Outcome};
 
 /// How connections are served: what every worker of one pool shares.

@@ -24,6 +24,12 @@ use super::Settings;
 /// The most unread request body discarded to keep a connection open; past it, it closes.
 const DISCARD_LIMIT: u64 = 256 * 1024;
 
+/// Request bodies up to this size (with a Content-Length, and not waiting for
+/// `100 Continue`) are received in full before a worker runs the application, like heads:
+/// a client that sends them slowly waits in the idle set, holding no worker. Larger bodies
+/// are read by the application as they arrive.
+pub const PREBUFFER_BODY: u64 = 16 * 1024;
+
 /// How a connection left the worker.
 pub(crate) enum Outcome {
     /// Closed (by either side, or after an error); the ticket is to be forgotten.
@@ -48,7 +54,8 @@ enum After {
 enum NoHead {
     /// The readiness report was spurious: nothing to read after all.
     NotReady,
-    /// Part of a head is buffered and nothing more has arrived yet: wait in the idle set.
+    /// Part of a request (head, or small body) is buffered and nothing more has arrived yet:
+    /// wait in the idle set.
     Partial,
     /// The client closed (possibly mid-head).
     Closed,
@@ -106,8 +113,11 @@ struct Session<'s> {
     readable: bool,
     /// The connection's place in the idle set.
     ticket: Option<Ticket>,
-    /// When the head being read must be complete: set when a partial head is first parked.
-    head_deadline: Option<Instant>,
+    /// When the request being received must be complete: set when it is first parked
+    /// incomplete.
+    request_deadline: Option<Instant>,
+    /// The request's head, parsed while its small body is still arriving.
+    head: Option<RequestHead>,
 }
 
 /// Serves `conn` until it closes or goes idle.
@@ -119,7 +129,8 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         buffered,
         ticket,
         nonblocking,
-        head_deadline,
+        request_deadline,
+        head,
     } = conn;
     let socket = match Socket::new(stream, settings.read_timeout, nonblocking) {
         Ok(socket) => socket,
@@ -139,7 +150,8 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         bufs,
         readable: true,
         ticket,
-        head_deadline,
+        request_deadline,
+        head,
     };
     session.run()
 }
@@ -185,7 +197,7 @@ impl Session<'_> {
                 Awaited::Idle => return End::Idle,
                 Awaited::Closed => return End::Close,
             }
-            let after = match self.read_head() {
+            let after = match self.receive_request() {
                 Ok(head) => self.serve_request(head),
                 Err(NoHead::NotReady | NoHead::Partial) => return End::Idle,
                 Err(NoHead::Closed) => After::Close,
@@ -210,14 +222,19 @@ impl Session<'_> {
         }
     }
 
-    /// Reads a head from what is buffered and what the socket has, without waiting: a head
-    /// that is not complete yet waits in the idle set (`Partial`), so a slow client holds no
-    /// worker. It must be complete within `read_timeout` of its first park.
-    fn read_head(&mut self) -> Result<RequestHead, NoHead> {
+    /// Receives a head (and a small body) from what is buffered and what the socket has,
+    /// without waiting: a request that is not complete yet waits in the idle set
+    /// (`Partial`), so a slow client holds no worker. It must be complete within
+    /// `read_timeout` of its first park.
+    fn receive_request(&mut self) -> Result<RequestHead, NoHead> {
         loop {
-            let parsed = parse_head(&mut self.buf, &self.settings.limits);
-            if let Some(head) = parsed.map_err(NoHead::Invalid)? {
-                self.head_deadline = None;
+            if self.head.is_none() {
+                let parsed = parse_head(&mut self.buf, &self.settings.limits);
+                self.head = parsed.map_err(NoHead::Invalid)?;
+            }
+            let (buffered, max_body) = (self.buf.len() as u64, self.settings.max_body);
+            if let Some(head) = (self.head).take_if(|head| body_at_hand(head, buffered, max_body)) {
+                self.request_deadline = None;
                 return Ok(head);
             }
             if !std::mem::take(&mut self.readable) && self.socket.drained() {
@@ -234,12 +251,12 @@ impl Session<'_> {
 
     /// Nothing more to read for now: wait for input, unless a partial head ran out of time.
     fn incomplete(&mut self) -> NoHead {
-        if self.buf.is_empty() {
+        if self.buf.is_empty() && self.head.is_none() {
             return NoHead::NotReady;
         }
         let now = Instant::now();
         let budget = self.settings.read_timeout;
-        match *self.head_deadline.get_or_insert(now + budget) <= now {
+        match *self.request_deadline.get_or_insert(now + budget) <= now {
             true => NoHead::Invalid(ProtocolError::RequestTimeout),
             false => NoHead::Partial,
         }
@@ -317,7 +334,7 @@ impl Session<'_> {
         Outcome::Closed(ticket)
     }
 
-    /// Parks the connection, with the partial head read so far (if any).
+    /// Parks the connection, with the partial request received so far (if any).
     fn into_idle(self, partial: BytesMut) -> Outcome {
         Outcome::Idle(Connection {
             stream: self.socket.into_inner(),
@@ -326,8 +343,19 @@ impl Session<'_> {
             buffered: partial,
             ticket: self.ticket,
             nonblocking: true,
-            head_deadline: self.head_deadline,
+            request_deadline: self.request_deadline,
+            head: self.head,
         })
+    }
+}
+
+/// Whether the request may be served now: its body is small and all here, or it will be
+/// read as it arrives, or it is refused for its size anyway.
+fn body_at_hand(head: &RequestHead, buffered: u64, max_body: u64) -> bool {
+    let waits = |n| n <= PREBUFFER_BODY.min(max_body) && !head.expects_continue();
+    match head.framing() {
+        BodyFraming::Length(n) if waits(n) => buffered >= n,
+        _ => true,
     }
 }
 
