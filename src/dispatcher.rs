@@ -59,7 +59,7 @@ pub struct Connection {
     pub request_deadline: Option<Instant>,
     /// A head already parsed whose small body is still arriving (see
     /// `worker::PREBUFFER_BODY`).
-    pub head: Option<RequestHead>,
+    pub head: Option<Box<RequestHead>>,
 }
 
 impl Connection {

@@ -151,7 +151,7 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         readable: true,
         ticket,
         request_deadline,
-        head,
+        head: head.map(|head| *head),
     };
     session.run()
 }
@@ -344,7 +344,7 @@ impl Session<'_> {
             ticket: self.ticket,
             nonblocking: true,
             request_deadline: self.request_deadline,
-            head: self.head,
+            head: self.head.map(Box::new),
         })
     }
 }
