@@ -20,7 +20,7 @@ use crate::http::RequestHead;
 use crate::monitor::Ticket;
 use crate::pool::Pool;
 use crate::stats::{Gauge, Stats};
-use crate::worker::Ping;
+use crate::worker::{Outbox, Ping};
 
 /// Names a worker within its pool.
 pub type WorkerId = u64;
@@ -60,6 +60,8 @@ pub struct Connection {
     /// A head already parsed whose small body is still arriving (see
     /// `worker::PREBUFFER_BODY`).
     pub head: Option<Box<RequestHead>>,
+    /// The rest of a response waiting for room in the send buffer (a slow reader).
+    pub outbox: Option<Box<Outbox>>,
 }
 
 impl Connection {
@@ -74,6 +76,7 @@ impl Connection {
             nonblocking: false,
             request_deadline: None,
             head: None,
+            outbox: None,
         }
     }
 }
@@ -247,13 +250,14 @@ impl Dispatcher {
         }
     }
 
-    /// Answers `Drain` once no worker serves and no new connection waits, or the ones that
-    /// wait have sent nothing for a whole poll period (they carry no request in flight).
+    /// Answers `Drain` once no worker serves, no response waits to be sent, and no new
+    /// connection waits, or the ones that wait have sent nothing for a whole poll period (they
+    /// carry no request in flight).
     fn check_drained(&mut self) {
         let progress = self.pool.progress();
         let quiet = self.drain_progress.replace(progress) == Some(progress);
         let nothing_waits = self.pool.idle.fresh() == 0 || quiet;
-        if self.pool.serving() == 0 && nothing_waits {
+        if self.pool.serving() == 0 && self.pool.idle.sending() == 0 && nothing_waits {
             for done in self.drains.drain(..) {
                 let _ = done.send(());
             }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::client::{get, Conn};
 use common::{TestServer, CLIENT_TIMEOUT};
+use skyrocket::Stop;
 
 /// The pace of a trickling client: one byte per step.
 const TRICKLE_STEP: Duration = Duration::from_millis(50);
@@ -185,4 +186,105 @@ fn a_slow_reader_is_given_up_after_read_timeout_and_frees_its_worker() {
         read < total,
         "the slow reader was cut off ({read} bytes read)"
     );
+}
+
+/// Polls the server's status (not a sleep standing in for an event) for up to 10 s.
+fn wait_for(server: &TestServer, what: &str, cond: impl Fn(&skyrocket::StatusReport) -> bool) {
+    let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
+    while !cond(&server.status()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn a_slow_reader_of_a_response_in_memory_holds_no_worker_and_gets_all_of_it() {
+    let server = TestServer::start(
+        TestServer::config()
+            .min_threads(1)
+            .max_threads(1)
+            .read_timeout(Duration::from_secs(60)),
+    );
+    let mut slow = Conn::new(small_window_client(&server));
+    slow.send(&get("/bytes?kib=8192"));
+    wait_for(&server, "the response waits in the idle set", |s| {
+        s.idle_connections == 1 && s.busy == 0
+    });
+    let resp = Conn::new(server.connect()).request(&get("/hello"));
+    assert_eq!(resp.status, 200, "the only worker is free");
+    let resp = slow.response(false);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.len(), 8192 * 1024);
+    assert!(resp.body.iter().all(|&b| b == b'b'), "in order and intact");
+    assert_eq!(
+        slow.request(&get("/hello")).status,
+        200,
+        "and the connection goes on"
+    );
+}
+
+#[test]
+fn a_reader_that_stalls_on_a_response_in_memory_is_reset_after_read_timeout() {
+    let server = TestServer::start(
+        TestServer::config()
+            .read_timeout(Duration::from_millis(300))
+            .tick(Duration::from_millis(50)),
+    );
+    let mut slow = small_window_client(&server);
+    slow.write_all(&get("/bytes?kib=8192")).unwrap();
+    wait_for(&server, "the response waits in the idle set", |s| {
+        s.idle_connections == 1
+    });
+    wait_for(&server, "the stalled reader is given up", |s| {
+        s.idle_connections == 0
+    });
+    let mut received = Vec::new();
+    let ended = slow.read_to_end(&mut received);
+    assert!(
+        ended.is_err() || received.len() < 8192 * 1024,
+        "the response was cut"
+    );
+}
+
+#[test]
+fn a_graceful_stop_delivers_a_response_still_being_sent() {
+    let server = TestServer::start(TestServer::config());
+    let mut slow = Conn::new(small_window_client(&server));
+    slow.send(&get("/bytes?kib=8192"));
+    wait_for(&server, "the response waits in the idle set", |s| {
+        s.idle_connections == 1
+    });
+    server.handle().addr().do_send(Stop { graceful: true });
+    // `Status` waits for the stop to finish; a refused connection shows it has begun.
+    let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
+    while TcpStream::connect(server.addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server stops accepting"
+        );
+        thread::yield_now();
+    }
+    let resp = slow.response(false);
+    assert_eq!(resp.body.len(), 8192 * 1024);
+    assert!(
+        slow.is_closed(),
+        "closed after the response: the server stops"
+    );
+}
+
+#[test]
+fn a_restart_moves_a_response_still_being_sent_to_the_new_pool() {
+    let server = TestServer::start(TestServer::config());
+    let mut slow = Conn::new(small_window_client(&server));
+    slow.send(&get("/bytes?kib=8192"));
+    wait_for(&server, "the response waits in the idle set", |s| {
+        s.idle_connections == 1
+    });
+    server.handle().restart().expect("restarts");
+    let resp = slow.response(false);
+    assert_eq!(resp.body.len(), 8192 * 1024);
+    assert_eq!(slow.request(&get("/hello")).status, 200, "and the connection goes on");
 }

@@ -20,6 +20,7 @@ pub fn testbed(env: &Environ, input: &mut Input<'_>) -> Reply {
         ("GET", "/sleep") => sleep(env),
         ("GET", "/stream") => stream(env),
         ("GET", "/zeros") => zeros(env),
+        ("GET", "/bytes") => bytes(env),
         ("GET", "/drop-panic") => Reply::stream(StatusCode::OK, DropPanic(1)),
         ("GET", "/panic") => panic!("the testbed's /panic route"),
         ("GET" | "HEAD", p) if p.starts_with("/environ") => environ(env),
@@ -67,6 +68,13 @@ fn zeros(env: &Environ) -> Reply {
     let chunk = Bytes::from(vec![0u8; 64 * 1024]);
     let chunks = (0..kib.div_ceil(64)).map(move |_| Ok(chunk.clone()));
     Reply::stream(StatusCode::OK, chunks)
+}
+
+/// `kib` KiB (default 1024, at most 64 MiB) held in memory: a large response of bytes.
+fn bytes(env: &Environ) -> Reply {
+    let kib = query_number(env, "kib").unwrap_or(1024).min(64 * 1024);
+    let body = Bytes::from(vec![b'b'; kib as usize * 1024]);
+    Reply::new(StatusCode::OK).body(Body::Bytes(body))
 }
 
 /// A stream of one chunk whose clean-up panics (as an application's may).

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::event::{epoll, Timespec};
+use rustix::event::{epoll, poll, PollFd, PollFlags, Timespec};
 use rustix::net::{recv, RecvFlags};
 use slab::Slab;
 
@@ -71,6 +71,8 @@ struct Entry {
     generation: u32,
     /// Parked or owned.
     place: Place,
+    /// Registered for writability too: it waits to send the rest of a response.
+    writing: bool,
 }
 
 /// The registered connections, behind one lock.
@@ -83,6 +85,8 @@ struct Table {
     fresh: usize,
     /// Parked entries in all.
     parked: usize,
+    /// Parked entries waiting to send the rest of a response.
+    sending: usize,
     /// The set was handed over (restart): nothing more is parked here.
     sealed: bool,
 }
@@ -110,6 +114,7 @@ impl IdleSet {
                 generation: 0,
                 fresh: 0,
                 parked: 0,
+                sending: 0,
                 sealed: false,
             }),
             stats,
@@ -135,10 +140,14 @@ impl IdleSet {
             generation,
         });
         let data = epoll::EventData::new_u64(token(key, generation));
-        let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ET;
-        epoll::add(&self.epoll, conn.stream.as_fd(), data, flags)?;
+        let writing = conn.outbox.is_some();
+        epoll::add(&self.epoll, conn.stream.as_fd(), data, interest(writing))?;
         let place = self.parked_place(&mut table, conn, fresh);
-        table.slab.insert(Entry { generation, place });
+        (table.slab).insert(Entry {
+            generation,
+            place,
+            writing,
+        });
         Ok(())
     }
 
@@ -171,9 +180,26 @@ impl IdleSet {
             }
             return Parking::Pending(conn);
         }
+        let writing = conn.outbox.is_some();
+        let data = epoll::EventData::new_u64(token(ticket.key, ticket.generation));
+        let fd = conn.stream.as_fd();
+        let rearmed = match table
+            .slab
+            .get(ticket.key)
+            .is_some_and(|e| e.writing != writing)
+        {
+            true => epoll::modify(&self.epoll, fd, data, interest(writing)),
+            false => Ok(()),
+        };
+        if let Err(e) = rearmed {
+            log::warn!("{}: cannot watch connection: {e}", conn.peer);
+            table.slab.remove(ticket.key);
+            return Parking::Parked;
+        }
         let place = self.parked_place(&mut table, conn, false);
         if let Some(entry) = table.slab.get_mut(ticket.key) {
             entry.place = place;
+            entry.writing = writing;
         }
         Parking::Parked
     }
@@ -181,6 +207,7 @@ impl IdleSet {
     fn parked_place(&self, table: &mut Table, conn: Connection, fresh: bool) -> Place {
         table.parked += 1;
         table.fresh += usize::from(fresh);
+        table.sending += usize::from(conn.outbox.is_some());
         self.stats.inc(gauge_of(fresh));
         Place::Parked {
             conn,
@@ -241,6 +268,7 @@ impl IdleSet {
         };
         table.parked -= 1;
         table.fresh -= usize::from(fresh);
+        table.sending -= usize::from(conn.outbox.is_some());
         self.stats.dec(gauge_of(fresh));
         Some(conn)
     }
@@ -276,7 +304,10 @@ impl IdleSet {
     /// closed.
     pub fn expire(&self, timeout: Duration) -> Vec<(Connection, bool)> {
         let now = Instant::now();
-        self.remove_parked(|parked, _, conn| parked >= timeout || head_overdue(conn, now))
+        self.remove_parked(|parked, _, conn| match &conn.outbox {
+            Some(outbox) => outbox.deadline() <= now && !has_room(&conn.stream),
+            None => parked >= timeout || request_overdue(conn, now),
+        })
     }
 
     /// Removes every parked connection, with its freshness, and seals the set: connections
@@ -286,15 +317,21 @@ impl IdleSet {
         self.remove_parked(|_, _, _| true)
     }
 
-    /// Removes the parked connections that were served before (idle keep-alive ones).
+    /// Removes the parked connections that were served before and owe nothing (idle
+    /// keep-alive ones).
     pub fn take_idle(&self) -> Vec<Connection> {
-        let idle = self.remove_parked(|_, fresh, _| !fresh);
+        let idle = self.remove_parked(|_, fresh, conn| !fresh && conn.outbox.is_none());
         idle.into_iter().map(|(conn, _)| conn).collect()
     }
 
     /// How many parked connections were never served (new connections waiting).
     pub fn fresh(&self) -> usize {
         self.lock().fresh
+    }
+
+    /// How many parked connections wait to send the rest of a response.
+    pub fn sending(&self) -> usize {
+        self.lock().sending
     }
 
     /// How many connections are parked.
@@ -308,8 +345,28 @@ impl IdleSet {
     }
 }
 
-/// Whether a partial head's deadline has passed with nothing more received.
-fn head_overdue(conn: &Connection, now: Instant) -> bool {
+/// The events a connection is watched for: input (and the peer closing), and room to send
+/// when it is `writing`; edge-triggered.
+fn interest(writing: bool) -> epoll::EventFlags {
+    let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ET;
+    match writing {
+        true => flags | epoll::EventFlags::OUT,
+        false => flags,
+    }
+}
+
+/// Whether the send buffer has room (a worker will send more when one is free).
+fn has_room(stream: &std::net::TcpStream) -> bool {
+    let mut fds = [PollFd::new(stream, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).is_ok_and(|ready| ready > 0)
+}
+
+/// Whether a partial request's deadline has passed with nothing more received.
+fn request_overdue(conn: &Connection, now: Instant) -> bool {
     let overdue = conn
         .request_deadline
         .is_some_and(|deadline| deadline <= now);

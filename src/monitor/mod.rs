@@ -68,9 +68,10 @@ impl Monitor {
 
     fn on_tick(&mut self) {
         for (conn, _) in self.pool.idle.expire(self.timeout) {
-            match conn.request_deadline {
-                Some(_) => self.time_out(conn),
-                None => log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout),
+            match (&conn.outbox, conn.request_deadline) {
+                (Some(_), _) => give_up_sending(conn),
+                (None, Some(_)) => self.time_out(conn),
+                (None, None) => log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout),
             }
         }
         self.ticks.do_send(Tick);
@@ -85,6 +86,12 @@ impl Monitor {
         let _ = (&conn.stream).write(&response);
         let _ = conn.stream.shutdown(Shutdown::Write);
     }
+}
+
+/// Resets a connection whose client stopped reading its response.
+fn give_up_sending(conn: Connection) {
+    log::debug!("{}: response not read in time; resetting", conn.peer);
+    let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
 }
 
 impl Monitor {

@@ -4,6 +4,7 @@
 
 mod body;
 mod budget;
+mod outbox;
 mod respond;
 mod session;
 mod socket;
@@ -21,6 +22,7 @@ use crate::monitor::Parking;
 use crate::pool::Pool;
 use crate::stats::Stats;
 
+pub use outbox::Outbox;
 pub use session::PREBUFFER_BODY;
 pub(crate) use session::{serve, Buffers, Outcome};
 
@@ -127,7 +129,7 @@ impl Worker {
         loop {
             let peer = conn.peer;
             match serve(conn, &self.pool.settings, &mut self.bufs) {
-                Outcome::Idle(idle) if hung_up => {
+                Outcome::Idle(idle) if hung_up && idle.outbox.is_none() => {
                     log::debug!("{peer}: client closed its side");
                     self.pool.idle.forget_any(idle.ticket);
                     break;

@@ -62,7 +62,7 @@ pub(crate) fn write_reply(
         plan.server,
     );
     let (body_bytes, complete) = match plan.is_head || framing == ResponseFraming::Empty {
-        true => socket.write_all(out).map(|()| (0, true))?,
+        true => socket.send_or_queue(out).map(|()| (0, true))?,
         false => write_body(socket, out, body, framing)?,
     };
     Ok(Sent {
@@ -110,8 +110,11 @@ fn write_body(
     framing: ResponseFraming,
 ) -> io::Result<(u64, bool)> {
     match body {
-        Body::Empty => socket.write_all(out).map(|()| (0, true)),
-        Body::Bytes(b) => write_bytes(socket, out, &b).map(|()| (b.len() as u64, true)),
+        Body::Empty => socket.send_or_queue(out).map(|()| (0, true)),
+        Body::Bytes(b) => {
+            let len = b.len() as u64;
+            write_bytes(socket, out, b).map(|()| (len, true))
+        }
         Body::File(f) => {
             let ResponseFraming::Length(len) = framing else {
                 return Ok((0, false));
@@ -124,13 +127,15 @@ fn write_body(
     }
 }
 
-fn write_bytes(socket: &mut Socket, out: &mut Vec<u8>, body: &[u8]) -> io::Result<()> {
+/// Sends a response held in memory; what the socket does not take at once is queued, to be
+/// sent while the connection waits in the idle set.
+fn write_bytes(socket: &mut Socket, out: &mut Vec<u8>, body: Bytes) -> io::Result<()> {
     if body.len() <= INLINE_BODY {
-        out.extend_from_slice(body);
-        return socket.write_all(out);
+        out.extend_from_slice(&body);
+        return socket.send_or_queue(out);
     }
-    socket.write_all(out)?;
-    socket.write_all(body)
+    socket.send_or_queue(out)?;
+    socket.send_or_queue_bytes(body)
 }
 
 /// Sends each chunk as it is produced (WSGI semantics: no buffering across chunks).

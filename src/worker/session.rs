@@ -17,6 +17,7 @@ use crate::monitor::Ticket;
 
 use super::body::{BodyFault, BodyReader};
 use super::budget::Budget;
+use super::outbox::Outbox;
 use super::respond::{write_reply, Plan};
 use super::socket::Socket;
 use super::Settings;
@@ -48,6 +49,9 @@ enum After {
     Reject(ProtocolError),
     /// The response could not be written (in time): reset the connection.
     Abort,
+    /// The rest of the response waits for room in the send buffer; the flag says whether the
+    /// connection serves another request then.
+    Sending(bool),
 }
 
 /// Why no head was read.
@@ -93,6 +97,8 @@ enum End {
     Reject(ProtocolError),
     /// Reset the connection: a response was cut short.
     Abort,
+    /// Park it until the rest of the response can be sent.
+    Sending(Box<Outbox>),
 }
 
 /// One connection being served.
@@ -118,6 +124,8 @@ struct Session<'s> {
     request_deadline: Option<Instant>,
     /// The request's head, parsed while its small body is still arriving.
     head: Option<RequestHead>,
+    /// The rest of a response that waited for room in the send buffer.
+    outbox: Option<Box<Outbox>>,
 }
 
 /// Serves `conn` until it closes or goes idle.
@@ -131,6 +139,7 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         nonblocking,
         request_deadline,
         head,
+        outbox,
     } = conn;
     let socket = match Socket::new(stream, settings.read_timeout, nonblocking) {
         Ok(socket) => socket,
@@ -152,23 +161,28 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         ticket,
         request_deadline,
         head: head.map(|head| *head),
+        outbox,
     };
     session.run()
 }
 
 impl Session<'_> {
     fn run(mut self) -> Outcome {
-        let end = self.serve_requests();
+        let end = match self.outbox.take() {
+            Some(outbox) => self.resume_sending(outbox),
+            None => self.serve_requests(),
+        };
         let mut unread = std::mem::take(&mut self.buf);
         let partial = match end {
-            End::Idle => BytesMut::from(&unread[..]),
+            End::Idle | End::Sending(_) => BytesMut::from(&unread[..]),
             _ => BytesMut::new(),
         };
         let left_unread = !unread.is_empty();
         unread.clear();
         self.bufs.read = unread;
         match end {
-            End::Idle => self.into_idle(partial),
+            End::Idle => self.into_idle(partial, None),
+            End::Sending(outbox) => self.into_idle(partial, Some(outbox)),
             End::Close => self.close(left_unread),
             End::Reject(e) => self.reject(&e),
             End::Abort => {
@@ -190,6 +204,23 @@ impl Session<'_> {
         Outcome::Closed(ticket)
     }
 
+    /// Sends more of a response that waited for room; once it is all sent, serving goes on
+    /// (or the connection closes, as the response said).
+    fn resume_sending(&mut self, mut outbox: Box<Outbox>) -> End {
+        self.socket
+            .restore_queue(std::mem::take(&mut outbox.chunks));
+        match self.socket.flush_queue() {
+            Ok(sent) => outbox.sent(sent, self.settings.read_timeout),
+            Err(_) => return End::Abort,
+        }
+        match (self.socket.queued(), outbox.keep_alive) {
+            (true, _) if outbox.overdue() => End::Abort,
+            (true, _) => End::Sending(outbox),
+            (false, true) => self.serve_requests(),
+            (false, false) => End::Close,
+        }
+    }
+
     fn serve_requests(&mut self) -> End {
         loop {
             match self.await_request() {
@@ -208,6 +239,10 @@ impl Session<'_> {
                 After::Close => return End::Close,
                 After::Reject(e) => return End::Reject(e),
                 After::Abort => return End::Abort,
+                After::Sending(keep_alive) => {
+                    let budget = self.settings.read_timeout;
+                    return End::Sending(Box::new(Outbox::new(keep_alive, budget)));
+                }
             }
         }
     }
@@ -288,9 +323,10 @@ impl Session<'_> {
             return After::Abort;
         };
         log_access(&environ, sent.status, sent.body_bytes);
-        match sent.keep_alive {
-            true => After::KeepAlive,
-            false => After::Close,
+        match (self.socket.queued(), sent.keep_alive) {
+            (true, keep_alive) => After::Sending(keep_alive),
+            (false, true) => After::KeepAlive,
+            (false, false) => After::Close,
         }
     }
 
@@ -334,8 +370,13 @@ impl Session<'_> {
         Outcome::Closed(ticket)
     }
 
-    /// Parks the connection, with the partial request received so far (if any).
-    fn into_idle(self, partial: BytesMut) -> Outcome {
+    /// Parks the connection, with the partial request received so far and the rest of a
+    /// response waiting to be sent (if any).
+    fn into_idle(mut self, partial: BytesMut, outbox: Option<Box<Outbox>>) -> Outcome {
+        let outbox = outbox.map(|mut outbox| {
+            outbox.chunks = self.socket.take_queue();
+            outbox
+        });
         Outcome::Idle(Connection {
             stream: self.socket.into_inner(),
             peer: self.peer,
@@ -345,6 +386,7 @@ impl Session<'_> {
             nonblocking: true,
             request_deadline: self.request_deadline,
             head: self.head.map(Box::new),
+            outbox,
         })
     }
 }

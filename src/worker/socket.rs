@@ -3,12 +3,13 @@
 //! client's budget allows and the fast path costs one system call.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
 use super::budget::Budget;
@@ -41,6 +42,9 @@ pub(crate) struct Socket {
     drained: bool,
     /// What the client may still make the current response wait (writes).
     writes: Budget,
+    /// Response bytes the socket did not take yet, to be sent when it has room (see
+    /// [`super::outbox`]).
+    queue: VecDeque<Bytes>,
 }
 
 impl Socket {
@@ -58,6 +62,7 @@ impl Socket {
             stream,
             drained: false,
             writes: Budget::renewable(write_budget),
+            queue: VecDeque::new(),
         })
     }
 
@@ -143,8 +148,83 @@ impl Socket {
         self.writes.refill();
     }
 
-    /// Writes all of `data` within the response's budget.
+    /// Sends what the socket takes of `data` now; the rest (copied) is queued.
+    pub(crate) fn send_or_queue(&mut self, data: &[u8]) -> io::Result<()> {
+        let sent = self.send_now(data)?;
+        if sent < data.len() {
+            self.queue.push_back(Bytes::copy_from_slice(&data[sent..]));
+        }
+        Ok(())
+    }
+
+    /// Sends what the socket takes of `data` now; the rest is queued (without a copy).
+    pub(crate) fn send_or_queue_bytes(&mut self, data: Bytes) -> io::Result<()> {
+        let sent = self.send_now(&data)?;
+        if sent < data.len() {
+            self.queue.push_back(data.slice(sent..));
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes of `data` without waiting; nothing while bytes are
+    /// queued, so that they stay in order.
+    fn send_now(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self.queue.is_empty() {
+            true => self.write_now(data),
+            false => Ok(0),
+        }
+    }
+
+    fn write_now(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut sent = 0;
+        while sent < data.len() {
+            match self.stream.write(&data[sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Sends queued bytes without waiting; returns how many were sent.
+    pub(crate) fn flush_queue(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        while let Some(mut front) = self.queue.pop_front() {
+            let n = self.write_now(&front)?;
+            total += n;
+            if n < front.len() {
+                front.advance(n);
+                self.queue.push_front(front);
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Whether response bytes wait to be sent.
+    pub(crate) fn queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Takes the queued bytes (to wait with the parked connection).
+    pub(crate) fn take_queue(&mut self) -> VecDeque<Bytes> {
+        std::mem::take(&mut self.queue)
+    }
+
+    /// Puts back bytes queued before the connection was parked.
+    pub(crate) fn restore_queue(&mut self, queue: VecDeque<Bytes>) {
+        self.queue = queue;
+    }
+
+    /// Writes all of `data` within the response's budget (nothing may be queued).
     pub(crate) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        debug_assert!(
+            self.queue.is_empty(),
+            "bytes queued before a blocking write"
+        );
         while !data.is_empty() {
             match self.stream.write(data) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
