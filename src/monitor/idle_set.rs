@@ -181,17 +181,7 @@ impl IdleSet {
             return Parking::Pending(conn);
         }
         let writing = conn.outbox.is_some();
-        let data = epoll::EventData::new_u64(token(ticket.key, ticket.generation));
-        let fd = conn.stream.as_fd();
-        let rearmed = match table
-            .slab
-            .get(ticket.key)
-            .is_some_and(|e| e.writing != writing)
-        {
-            true => epoll::modify(&self.epoll, fd, data, interest(writing)),
-            false => Ok(()),
-        };
-        if let Err(e) = rearmed {
+        if let Err(e) = self.watch_writes(&table, ticket, &conn, writing) {
             log::warn!("{}: cannot watch connection: {e}", conn.peer);
             table.slab.remove(ticket.key);
             return Parking::Parked;
@@ -202,6 +192,23 @@ impl IdleSet {
             entry.writing = writing;
         }
         Parking::Parked
+    }
+
+    /// Adds or removes the interest in writability when `writing` changes.
+    fn watch_writes(
+        &self,
+        table: &Table,
+        ticket: Ticket,
+        conn: &Connection,
+        writing: bool,
+    ) -> io::Result<()> {
+        let changed = (table.slab.get(ticket.key)).is_some_and(|e| e.writing != writing);
+        if !changed {
+            return Ok(());
+        }
+        let data = epoll::EventData::new_u64(token(ticket.key, ticket.generation));
+        epoll::modify(&self.epoll, conn.stream.as_fd(), data, interest(writing))?;
+        Ok(())
     }
 
     fn parked_place(&self, table: &mut Table, conn: Connection, fresh: bool) -> Place {
