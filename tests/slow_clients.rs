@@ -286,5 +286,9 @@ fn a_restart_moves_a_response_still_being_sent_to_the_new_pool() {
     server.handle().restart().expect("restarts");
     let resp = slow.response(false);
     assert_eq!(resp.body.len(), 8192 * 1024);
-    assert_eq!(slow.request(&get("/hello")).status, 200, "and the connection goes on");
+    assert_eq!(
+        slow.request(&get("/hello")).status,
+        200,
+        "and the connection goes on"
+    );
 }
