@@ -19,9 +19,10 @@
 # Columns: req/s is the best of REPEAT runs; server CPU µs/req is the
 # server's utime+stime (/proc/PID/stat, all threads) over that run divided
 # by its requests; RSS is VmRSS after parking the idle connections; RSS per
-# idle connection is (RSS after - RSS before parking) / count; kernel TCP mem
-# is the change in /proc/net/sockstat "TCP mem" pages over parking, both
-# socket ends included (client and server are on this host); threads is
+# idle connection is (RSS after - RSS before parking) / count; kernel slab is
+# the change in /proc/meminfo "Slab" over parking (sockets, epoll items, file
+# objects), both socket ends included (client and server are on this host, so
+# the server's share is about half); threads is
 # /proc/PID/status Threads while the connections are parked.
 set -euo pipefail
 
@@ -70,9 +71,8 @@ TICK=$(getconf CLK_TCK)
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SERVER_PID/status"; }
 threads() { awk '/^Threads:/ {print $2}' "/proc/$SERVER_PID/status"; }
 cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{print $12 + $13}'; }
-tcp_mem_pages() { awk '/^TCP:/ {for (i = 1; i < NF; i++) if ($i == "mem") print $(i + 1)}' /proc/net/sockstat 2>/dev/null || true; }
+slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 open_fds() { find "/proc/$SERVER_PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
-PAGE_KIB=$(($(getconf PAGESIZE) / 1024))
 
 # One warm-up run so allocator pools and the worker threads exist before any baseline.
 taskset -c 1 wrk -t1 -c64 -d2s "http://$ADDR/hello" >/dev/null
@@ -81,7 +81,7 @@ rows=()
 for idle in $IDLE_COUNTS; do
     rss0=$(rss_kib)
     fds0=$(open_fds)
-    mem0=$(tcp_mem_pages)
+    mem0=$(slab_kib)
     if [ "$idle" -gt 0 ]; then
         coproc IDLE { exec taskset -c 0 "$IDLE_BIN" "$ADDR" "$idle"; }
         CLIENTS_PID=$IDLE_PID CLIENTS_OUT=${IDLE[0]} CLIENTS_IN=${IDLE[1]}
@@ -94,7 +94,7 @@ for idle in $IDLE_COUNTS; do
         fi
     fi
     rss1=$(rss_kib)
-    mem1=$(tcp_mem_pages)
+    mem1=$(slab_kib)
     nthreads=$(threads)
 
     best_rps=0 best_us=-
@@ -119,11 +119,7 @@ for idle in $IDLE_COUNTS; do
 
     if [ "$idle" -gt 0 ]; then
         per_conn=$(awk -v d=$((rss1 - rss0)) -v n="$idle" 'BEGIN {printf "%.1f", d / n}')
-        if [ -n "$mem0" ] && [ -n "$mem1" ]; then
-            kmem=$(awk -v d=$((mem1 - mem0)) -v p="$PAGE_KIB" -v n="$idle" 'BEGIN {printf "%.2f", d * p / n}')
-        else
-            kmem=-
-        fi
+        kmem=$(awk -v d=$((mem1 - mem0)) -v n="$idle" 'BEGIN {printf "%.1f", d / n}')
         # Close our end of its stdin: idle_clients lets go of its connections and exits.
         exec {CLIENTS_IN}>&- {CLIENTS_OUT}<&-
         wait "$CLIENTS_PID" || true
@@ -138,6 +134,6 @@ done
 echo
 echo "testbed on CPU 0, wrk -t1 -c64 -d$DURATION on CPU 1, best of $REPEAT"
 echo
-echo "| idle connections | req/s | server CPU µs/req | server RSS (MiB) | RSS per idle connection (KiB) | kernel TCP mem per idle connection (KiB, both ends) | threads |"
+echo "| idle connections | req/s | server CPU µs/req | server RSS (MiB) | RSS per idle connection (KiB) | kernel slab per idle connection (KiB, both ends) | threads |"
 echo "|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${rows[@]}"
