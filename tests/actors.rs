@@ -26,7 +26,7 @@ use skyrocket::dispatcher::{
 use skyrocket::monitor::{Close, Handover, IdleSet, Monitor, Parking};
 use skyrocket::pool::Pool;
 use skyrocket::stats::{Gauge, Stats};
-use skyrocket::worker::{Ping, Settings};
+use skyrocket::worker::{Outbox, Ping, Settings};
 use skyrocket::{Application, Config, ConfigBuilder, Environ, Input, Reply};
 use skyrocket::{Restart, Server, Start, Status, Stop};
 
@@ -1049,6 +1049,76 @@ impl Watch {
         self.pool.idle.admit(conn, fresh).unwrap();
         client
     }
+}
+
+impl Watch {
+    /// Parks a connection that was served before, after `shape` set what it carries.
+    fn park_with(&self, client: &TcpListener, shape: impl FnOnce(&mut Connection)) -> TcpStream {
+        let (client, mut conn) = pair(client);
+        conn.stream.set_nonblocking(true).unwrap();
+        conn.nonblocking = true;
+        shape(&mut conn);
+        self.pool.idle.admit(conn, false).unwrap();
+        client
+    }
+}
+
+#[actix::test]
+async fn monitor_answers_408_to_a_partial_request_past_its_deadline() {
+    let watch = Watch::start(LONG_TIMEOUT);
+    let mut client = watch.park_with(&watch.listener, |conn| {
+        conn.request_deadline = Some(Instant::now());
+    });
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut answer = String::new();
+        let _ = client.read_to_string(&mut answer);
+        answer
+    });
+    let answer = answer.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+    assert!(watch.pool.idle.is_empty());
+}
+
+#[actix::test]
+async fn monitor_leaves_a_late_partial_request_whose_input_waits_to_a_worker() {
+    let mut watch = Watch::start(LONG_TIMEOUT);
+    let mut client = watch.park_with(&watch.listener, |conn| {
+        conn.request_deadline = Some(Instant::now());
+    });
+    client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    let before = next(&mut watch.ticks).await;
+    while next(&mut watch.ticks).await < before + 2 * TICK {}
+    assert_eq!(
+        watch.pool.idle.len(),
+        1,
+        "not expired: a worker will judge it"
+    );
+}
+
+/// A client whose server side cannot send more: its receive window and the server's send
+/// buffer are full.
+fn fill_until_blocked(conn: &mut Connection) {
+    let chunk = vec![0u8; 64 * 1024];
+    while conn.stream.write(&chunk).is_ok() {}
+}
+
+#[actix::test]
+async fn monitor_resets_a_response_left_unread_past_its_deadline() {
+    let watch = Watch::start(LONG_TIMEOUT);
+    let mut client = watch.park_with(&watch.listener, |conn| {
+        fill_until_blocked(conn);
+        conn.outbox = Some(Box::new(Outbox::new(true, Duration::ZERO)));
+    });
+    until("the unread response is given up", || {
+        watch.pool.idle.is_empty()
+    })
+    .await;
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut sink = Vec::new();
+        client.read_to_end(&mut sink)
+    });
+    let ended = ended.await.unwrap();
+    assert_eq!(ended.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
 }
 
 #[actix::test]

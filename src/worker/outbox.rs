@@ -28,7 +28,7 @@ pub struct Outbox {
 impl Outbox {
     /// The rest of a response (its bytes are filled in when the connection is parked), due
     /// within `budget` unless the client reads.
-    pub(crate) fn new(keep_alive: bool, budget: Duration) -> Self {
+    pub fn new(keep_alive: bool, budget: Duration) -> Self {
         Outbox {
             chunks: VecDeque::new(),
             keep_alive,
