@@ -81,9 +81,6 @@ fn seconds(text: &str) -> Result<Duration, String> {
 impl Cli {
     /// The configuration builder these flags describe.
     pub fn builder(&self) -> Result<ConfigBuilder, String> {
-        if self.method == MethodArg::Fs {
-            return Err("--method fs is not available in this version yet".into());
-        }
         let mut builder = Config::builder()
             .min_threads(self.min_threads)
             .max_threads(self.max_threads)
@@ -96,6 +93,14 @@ impl Cli {
             .handle_signals(!self.no_signals);
         if let Some(n) = self.queue_size {
             builder = builder.queue_size(n);
+        }
+        if self.method == MethodArg::Fs {
+            let Some(root) = &self.document_root else {
+                return Err("--method fs needs --document-root DIR".into());
+            };
+            builder = builder
+                .document_root(root)
+                .display_index(self.display_index);
         }
         Ok(self
             .bind
@@ -112,6 +117,8 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => return fail(first_line(&e.to_string())),
     };
+    // `--method fs` serves files in place of the program's application.
+    let app = app.filter(|_| cli.method == MethodArg::Wsgi);
     let builder = match cli.builder() {
         Ok(builder) => app.map_or(builder.clone(), |with_app| with_app(builder)),
         Err(e) => return fail(&e),

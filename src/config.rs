@@ -2,10 +2,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::Application;
+use crate::fs::FileServer;
 use crate::http::Limits;
 
 /// The address used when no interface is given, as Rocket's default.
@@ -29,12 +31,25 @@ pub struct Interface {
 pub enum Method {
     /// Run an application (`method = 'wsgi'`).
     Wsgi(Arc<dyn Application>),
+    /// Serve the files under a document root (`method = 'fs'`).
+    Fs(Arc<FileServer>),
+}
+
+impl Method {
+    /// The application that answers requests.
+    pub fn application(&self) -> Arc<dyn Application> {
+        match self {
+            Method::Wsgi(app) => app.clone(),
+            Method::Fs(files) => files.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for Method {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Method::Wsgi(_) => f.write_str("Wsgi(..)"),
+            Method::Fs(files) => write!(f, "Fs({})", files.root().display()),
         }
     }
 }
@@ -89,6 +104,10 @@ pub struct ConfigBuilder {
     interfaces: Vec<String>,
     /// The application, if one was given; `None` serves the demo page.
     app: Option<Arc<dyn Application>>,
+    /// The document root, for method `fs`.
+    document_root: Option<PathBuf>,
+    /// Whether method `fs` lists directories without `index.html`.
+    display_index: bool,
     /// See [`Config::min_threads`].
     min_threads: usize,
     /// See [`Config::max_threads`].
@@ -118,6 +137,8 @@ impl Default for ConfigBuilder {
         ConfigBuilder {
             interfaces: Vec::new(),
             app: None,
+            document_root: None,
+            display_index: false,
             min_threads: 10,
             max_threads: 0,
             queue_size: libc::SOMAXCONN as u32,
@@ -200,6 +221,18 @@ impl ConfigBuilder {
         self
     }
 
+    /// Serves the files under `dir` (method `fs`) instead of an application.
+    pub fn document_root(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.document_root = Some(dir.into());
+        self
+    }
+
+    /// With method `fs`, lists directories that have no `index.html` (default: 403).
+    pub fn display_index(mut self, on: bool) -> Self {
+        self.display_index = on;
+        self
+    }
+
     /// Sets how many accepted connections may wait for a worker once `max_threads` workers
     /// are busy (default 1024); past it accepting pauses. Has no effect without `max_threads`.
     pub fn max_queued(mut self, n: usize) -> Self {
@@ -225,10 +258,10 @@ impl ConfigBuilder {
     pub fn build(self) -> Result<Config, ConfigError> {
         self.check_numbers()?;
         let interfaces = parse_interfaces(&self.interfaces)?;
-        let app = self.app.unwrap_or_else(|| Arc::new(crate::demo::Demo));
+        let method = self.method()?;
         Ok(Config {
             interfaces,
-            method: Method::Wsgi(app),
+            method,
             min_threads: self.min_threads,
             max_threads: self.max_threads,
             queue_size: self.queue_size,
@@ -242,6 +275,18 @@ impl ConfigBuilder {
             tick: self.tick,
             server_name: "skyrocket".to_string(),
         })
+    }
+
+    fn method(&self) -> Result<Method, ConfigError> {
+        match (&self.document_root, &self.app) {
+            (Some(_), Some(_)) => Err(ConfigError::TwoMethods),
+            (Some(dir), None) => FileServer::new(dir, self.display_index)
+                .map(|files| Method::Fs(Arc::new(files)))
+                .map_err(|e| ConfigError::DocumentRoot(dir.display().to_string(), e.to_string())),
+            (None, app) => Ok(Method::Wsgi(
+                app.clone().unwrap_or_else(|| Arc::new(crate::demo::Demo)),
+            )),
+        }
     }
 
     fn check_numbers(&self) -> Result<(), ConfigError> {
@@ -309,6 +354,10 @@ pub enum ConfigError {
     HeadLimitTooSmall,
     /// An interface was not `IP:PORT` (IPv6 as `[::1]:PORT`).
     BadAddress(String),
+    /// Both an application and a document root were given.
+    TwoMethods,
+    /// The document root is not a readable directory: the path and why.
+    DocumentRoot(String, String),
 }
 
 impl fmt::Display for ConfigError {
@@ -323,6 +372,12 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroDuration(name) => write!(f, "{name} must be greater than 0"),
             ConfigError::HeadLimitTooSmall => {
                 f.write_str("the head limit must be at least 64 bytes and 1 header field")
+            }
+            ConfigError::TwoMethods => {
+                f.write_str("give an application or a document root, not both")
+            }
+            ConfigError::DocumentRoot(dir, why) => {
+                write!(f, "document root {dir:?} cannot be served: {why}")
             }
             ConfigError::BadAddress(text) => {
                 write!(

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod dispatcher;
+pub mod fs;
 pub mod http;
 pub mod listener;
 pub mod monitor;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Config, Interface, Method};
+use crate::config::{Config, Interface};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
 use crate::listener::{Backpressure, Listener, Pause};
 use crate::monitor::{Close, Handover, IdleSet, Monitor};
@@ -85,7 +85,7 @@ struct Generation {
 
 impl Generation {
     fn start(config: &Config, stats: &Arc<Stats>) -> io::Result<Generation> {
-        let Method::Wsgi(app) = &config.method;
+        let app = config.method.application();
         let settings = Settings {
             app: app.clone(),
             limits: config.limits,

@@ -76,6 +76,11 @@ impl Environ {
         String::from_utf8_lossy(self.path_info_bytes())
     }
 
+    /// The request-target's path as sent, still percent-encoded (PATH_INFO before decoding).
+    pub fn raw_path(&self) -> &str {
+        self.head.path()
+    }
+
     /// QUERY_STRING, still percent-encoded.
     pub fn query_string(&self) -> &str {
         self.head.query()

@@ -22,6 +22,13 @@ pub enum Body {
     Stream(Chunks),
     /// A file sent from its current position to its end, with the kernel's zero-copy path.
     File(File),
+    /// At most `len` bytes of a file from its current position (a byte range), the same way.
+    FilePart {
+        /// The file, positioned at the first byte to send.
+        file: File,
+        /// How many bytes to send.
+        len: u64,
+    },
 }
 
 impl fmt::Debug for Body {
@@ -31,6 +38,7 @@ impl fmt::Debug for Body {
             Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
             Body::Stream(_) => f.write_str("Stream(..)"),
             Body::File(_) => f.write_str("File(..)"),
+            Body::FilePart { len, .. } => write!(f, "FilePart({len} bytes)"),
         }
     }
 }

@@ -86,6 +86,7 @@ fn framing_for(
         Body::Empty => Some(0),
         Body::Bytes(b) => Some(b.len() as u64),
         Body::File(f) => Some(file_remaining(f)?),
+        Body::FilePart { file, len } => Some(file_remaining(file)?.min(*len)),
         Body::Stream(_) => declared_length(headers),
     };
     Ok(ResponseFraming::choose(version, known))
@@ -115,12 +116,12 @@ fn write_body(
             let len = b.len() as u64;
             write_bytes(socket, out, b).map(|()| (len, true))
         }
-        Body::File(f) => {
+        Body::File(file) | Body::FilePart { file, .. } => {
             let ResponseFraming::Length(len) = framing else {
                 return Ok((0, false));
             };
             socket.write_all(out)?;
-            let sent = socket.send_file(f, len)?;
+            let sent = socket.send_file(file, len)?;
             Ok((sent, sent == len))
         }
         Body::Stream(chunks) => write_stream(socket, out, chunks, framing),
