@@ -17,6 +17,7 @@ use skyrocket::Config;
 /// ```text
 /// <base>/secret.txt                 outside the root
 /// <base>/root/small.txt             "hello, files\n"
+/// <base>/root/empty.txt             empty
 /// <base>/root/big.bin               3 MiB, bytes i % 251
 /// <base>/root/site/index.html
 /// <base>/root/list/a b<&>.txt       "odd\n"
@@ -48,6 +49,7 @@ impl Tree {
         fs::create_dir_all(root.join("list/sub")).unwrap();
         fs::write(base.join("secret.txt"), SECRET).unwrap();
         fs::write(root.join("small.txt"), SMALL).unwrap();
+        fs::write(root.join("empty.txt"), "").unwrap();
         fs::write(root.join("big.bin"), big_content()).unwrap();
         fs::write(root.join("site/index.html"), "<h1>site</h1>\n").unwrap();
         fs::write(root.join("list/a b<&>.txt"), "odd\n").unwrap();
@@ -130,6 +132,21 @@ fn a_file_has_its_type_length_validators_and_ranges_advertised() {
     assert_eq!(head.header("content-length"), Some("13"));
     assert_eq!(head.header("etag"), Some(etag));
     assert!(head.body.is_empty());
+}
+
+#[test]
+fn an_empty_file_is_answered_at_once_and_has_no_range() {
+    let tree = Tree::new();
+    let server = tree.serve(false);
+    let mut conn = Conn::new(server.connect());
+    for _ in 0..2 {
+        let resp = conn.request(&get("/empty.txt"));
+        assert_eq!((resp.status, resp.body.len()), (200, 0));
+        assert_eq!(resp.header("content-length"), Some("0"));
+    }
+    let resp = get_with(&server, "/empty.txt", "Range: bytes=0-\r\n");
+    assert_eq!(resp.status, 416);
+    assert_eq!(resp.header("content-range"), Some("bytes */0"));
 }
 
 #[test]

@@ -22,7 +22,9 @@ pub enum Body {
     Stream(Chunks),
     /// A file sent from its current position to its end, with the kernel's zero-copy path.
     File(File),
-    /// At most `len` bytes of a file from its current position (a byte range), the same way.
+    /// `len` bytes of a file from its current position (a byte range, or a file whose size
+    /// the application knows), the same way. If the file turns out shorter, the response is
+    /// cut short and the connection closed.
     FilePart {
         /// The file, positioned at the first byte to send.
         file: File,

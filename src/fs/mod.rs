@@ -63,8 +63,8 @@ impl FileServer {
             return redirect_to_slash(env);
         }
         if let Ok(index) = resolve::open_relative(&dir.file, b"index.html") {
-            if index.metadata().is_ok_and(|meta| meta.is_file()) {
-                return serve_file(env, index, Path::new("index.html"));
+            if let Ok(meta) = index.metadata().map_err(drop).and_then(only_files) {
+                return serve_file(env, index, &meta, Path::new("index.html"));
             }
         }
         if !self.display_index {
@@ -95,29 +95,33 @@ impl Application for FileServer {
             Ok(meta) if meta.is_dir() => self.serve_dir(env, target),
             Ok(meta) if meta.is_file() && !target.trailing_slash => {
                 let name = env.path_info();
-                serve_file(env, target.file, Path::new(name.as_ref()))
+                serve_file(env, target.file, &meta, Path::new(name.as_ref()))
             }
             _ => not_found(),
         }
     }
 }
 
+fn only_files(meta: Metadata) -> Result<Metadata, ()> {
+    meta.is_file().then_some(meta).ok_or(())
+}
+
 /// Answers with `file` (named `name`, for its type), or 304, 206 or 416 as the request asks.
-fn serve_file(env: &Environ, mut file: File, name: &Path) -> Reply {
-    let Ok(meta) = file.metadata() else {
-        return not_found();
-    };
-    let validators = Validators::of(&meta);
+fn serve_file(env: &Environ, mut file: File, meta: &Metadata, name: &Path) -> Reply {
+    let validators = Validators::of(meta);
     if validators.not_modified(env) {
         return with_validators(Reply::new(StatusCode::NOT_MODIFIED), &validators);
     }
     let reply = match validators.span(env, meta.len()) {
-        Span::Whole => Reply::new(StatusCode::OK).body(Body::File(file)),
+        Span::Whole => Reply::new(StatusCode::OK).body(Body::FilePart {
+            file,
+            len: meta.len(),
+        }),
         Span::Part { start, len } => match file.seek(SeekFrom::Start(start)) {
-            Ok(_) => partial(start, len, &meta).body(Body::FilePart { file, len }),
+            Ok(_) => partial(start, len, meta).body(Body::FilePart { file, len }),
             Err(_) => return not_found(),
         },
-        Span::Unsatisfiable => return unsatisfiable(&meta),
+        Span::Unsatisfiable => return unsatisfiable(meta),
     };
     with_validators(reply, &validators)
         .header(CONTENT_TYPE, content_type(name))

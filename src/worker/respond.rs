@@ -86,7 +86,7 @@ fn framing_for(
         Body::Empty => Some(0),
         Body::Bytes(b) => Some(b.len() as u64),
         Body::File(f) => Some(file_remaining(f)?),
-        Body::FilePart { file, len } => Some(file_remaining(file)?.min(*len)),
+        Body::FilePart { len, .. } => Some(*len),
         Body::Stream(_) => declared_length(headers),
     };
     Ok(ResponseFraming::choose(version, known))
@@ -120,7 +120,10 @@ fn write_body(
             let ResponseFraming::Length(len) = framing else {
                 return Ok((0, false));
             };
-            socket.write_all(out)?;
+            match len {
+                0 => socket.write_all(out)?,
+                _ => socket.write_all_more(out)?,
+            }
             let sent = socket.send_file(file, len)?;
             Ok((sent, sent == len))
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::{send, SendFlags};
 
 use super::budget::Budget;
 
@@ -248,6 +249,23 @@ impl Socket {
         };
         self.writes = budget;
         waited
+    }
+
+    /// Writes all of `data`, telling the kernel that more follows at once (`MSG_MORE`), so
+    /// that a head and the start of a file leave in the same packet.
+    pub(crate) fn write_all_more(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
+        while !data.is_empty() {
+            match send(&self.stream, data, flags) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.writes.moved(n);
+                    data = &data[n..];
+                }
+                Err(e) => self.write_failed(e.into())?,
+            }
+        }
+        Ok(())
     }
 
     /// Copies `len` bytes of `file`, from its current position, to the client with
