@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -389,4 +390,46 @@ fn no_request_reads_outside_the_root_nor_tells_what_exists_there() {
     }
     let resp = Conn::new(server.connect()).request(&get("/small.txt"));
     assert_eq!(resp.status, 200, "the server still serves");
+}
+
+/// This process's resident memory, in KiB (the test server runs in it).
+fn rss_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_1_gib_file_is_streamed_without_raising_memory() {
+    use std::io::Read;
+    let tree = Tree::new();
+    let huge = fs::File::create(tree.root().join("huge.bin")).unwrap();
+    huge.set_len(1 << 30).unwrap(); // sparse: costs no disk
+    let server = tree.serve(false);
+    let before = rss_kib();
+    let mut conn = server.connect();
+    conn.write_all(&get("/huge.bin")).unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut total, mut most) = (0u64, before);
+    loop {
+        match conn.read(&mut buf).unwrap() {
+            0 => break,
+            n => total += n as u64,
+        }
+        if total % (64 << 20) < buf.len() as u64 {
+            most = most.max(rss_kib());
+        }
+        if total >= (1 << 30) {
+            break;
+        }
+    }
+    assert!(
+        total >= 1 << 30,
+        "the whole file arrived ({total} bytes with the head)"
+    );
+    let grown = most.saturating_sub(before);
+    assert!(
+        grown < 32 * 1024,
+        "memory grew by {grown} KiB while serving 1 GiB"
+    );
 }
