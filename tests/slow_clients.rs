@@ -155,17 +155,6 @@ fn read_slowly(mut stream: TcpStream) -> usize {
     total
 }
 
-/// A client socket with a small receive buffer, so that the server's writes stall soon.
-fn small_window_client(server: &TestServer) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.addr.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    stream
-}
-
 #[test]
 fn a_slow_reader_is_given_up_after_read_timeout_and_frees_its_worker() {
     let server = TestServer::start(
@@ -175,7 +164,7 @@ fn a_slow_reader_is_given_up_after_read_timeout_and_frees_its_worker() {
             .read_timeout(Duration::from_millis(300)),
     );
     let total = 64 * 1024 * 1024;
-    let mut slow = small_window_client(&server);
+    let mut slow = server.connect_small_window();
     slow.write_all(&get(&format!("/zeros?kib={}", total / 1024)))
         .unwrap();
     let reader = thread::spawn(move || read_slowly(slow));
@@ -188,18 +177,6 @@ fn a_slow_reader_is_given_up_after_read_timeout_and_frees_its_worker() {
     );
 }
 
-/// Polls the server's status (not a sleep standing in for an event) for up to 10 s.
-fn wait_for(server: &TestServer, what: &str, cond: impl Fn(&skyrocket::StatusReport) -> bool) {
-    let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
-    while !cond(&server.status()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        thread::yield_now();
-    }
-}
-
 #[test]
 fn a_slow_reader_of_a_response_in_memory_holds_no_worker_and_gets_all_of_it() {
     let server = TestServer::start(
@@ -208,9 +185,9 @@ fn a_slow_reader_of_a_response_in_memory_holds_no_worker_and_gets_all_of_it() {
             .max_threads(1)
             .read_timeout(Duration::from_secs(60)),
     );
-    let mut slow = Conn::new(small_window_client(&server));
+    let mut slow = Conn::new(server.connect_small_window());
     slow.send(&get("/bytes?kib=8192"));
-    wait_for(&server, "the response waits in the idle set", |s| {
+    server.wait_for("the response waits in the idle set", |s| {
         s.idle_connections == 1 && s.busy == 0
     });
     let resp = Conn::new(server.connect()).request(&get("/hello"));
@@ -233,12 +210,12 @@ fn a_reader_that_stalls_on_a_response_in_memory_is_reset_after_read_timeout() {
             .read_timeout(Duration::from_millis(300))
             .tick(Duration::from_millis(50)),
     );
-    let mut slow = small_window_client(&server);
+    let mut slow = server.connect_small_window();
     slow.write_all(&get("/bytes?kib=8192")).unwrap();
-    wait_for(&server, "the response waits in the idle set", |s| {
+    server.wait_for("the response waits in the idle set", |s| {
         s.idle_connections == 1
     });
-    wait_for(&server, "the stalled reader is given up", |s| {
+    server.wait_for("the stalled reader is given up", |s| {
         s.idle_connections == 0
     });
     let mut received = Vec::new();
@@ -252,9 +229,9 @@ fn a_reader_that_stalls_on_a_response_in_memory_is_reset_after_read_timeout() {
 #[test]
 fn a_graceful_stop_delivers_a_response_still_being_sent() {
     let server = TestServer::start(TestServer::config());
-    let mut slow = Conn::new(small_window_client(&server));
+    let mut slow = Conn::new(server.connect_small_window());
     slow.send(&get("/bytes?kib=8192"));
-    wait_for(&server, "the response waits in the idle set", |s| {
+    server.wait_for("the response waits in the idle set", |s| {
         s.idle_connections == 1
     });
     server.handle().addr().do_send(Stop { graceful: true });
@@ -278,9 +255,9 @@ fn a_graceful_stop_delivers_a_response_still_being_sent() {
 #[test]
 fn a_restart_moves_a_response_still_being_sent_to_the_new_pool() {
     let server = TestServer::start(TestServer::config());
-    let mut slow = Conn::new(small_window_client(&server));
+    let mut slow = Conn::new(server.connect_small_window());
     slow.send(&get("/bytes?kib=8192"));
-    wait_for(&server, "the response waits in the idle set", |s| {
+    server.wait_for("the response waits in the idle set", |s| {
         s.idle_connections == 1
     });
     server.handle().restart().expect("restarts");

@@ -1,21 +1,115 @@
 //! The rest of a response that did not fit in the send buffer, kept with its connection while
 //! it waits in the idle set for room: a client that reads slowly holds no worker.
 //!
-//! Only responses held in memory (a head and a body of bytes) wait this way; a stream or a
-//! file is sent by its worker, within the write budget.
+//! Responses held in memory (a head and a body of bytes) and files wait this way; a stream
+//! is sent by its worker (the application produces it), within the write budget.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use rustix::net::{send, SendFlags};
 
 use super::budget::RENEW_BYTES;
+
+/// The most bytes handed to one `sendfile` call.
+const SENDFILE_CHUNK: usize = 1 << 20;
+
+/// Response bytes not sent yet, in order: bytes, then possibly the rest of a file.
+#[derive(Debug, Default)]
+pub(crate) struct Unsent {
+    /// Bytes, in order.
+    chunks: VecDeque<Bytes>,
+    /// A file positioned at its next byte to send, and how many bytes of it are left.
+    file: Option<(File, u64)>,
+}
+
+impl Unsent {
+    /// Whether everything has been sent.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.file.is_none()
+    }
+
+    /// Queues bytes after what is queued.
+    pub(crate) fn push_bytes(&mut self, bytes: Bytes) {
+        self.chunks.push_back(bytes);
+    }
+
+    /// Queues `left` bytes of `file` after what is queued.
+    pub(crate) fn push_file(&mut self, file: File, left: u64) {
+        self.file = Some((file, left));
+    }
+
+    /// Sends what the socket takes without waiting; returns how many bytes were sent.
+    pub(crate) fn flush(&mut self, stream: &TcpStream) -> io::Result<usize> {
+        let mut total = 0;
+        while let Some(mut front) = self.chunks.pop_front() {
+            let n = write_now(stream, &front, false)?;
+            total += n;
+            if n < front.len() {
+                front.advance(n);
+                self.chunks.push_front(front);
+                return Ok(total);
+            }
+        }
+        if let Some((file, left)) = &mut self.file {
+            let n = sendfile_now(stream, file, *left)?;
+            total += n as usize;
+            *left -= n;
+            if *left == 0 {
+                self.file = None;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Writes what the socket takes of `data` without waiting; `more` tells the kernel that more
+/// follows at once (`MSG_MORE`: a head and the start of a file leave in one packet).
+pub(crate) fn write_now(stream: &TcpStream, data: &[u8], more: bool) -> io::Result<usize> {
+    let flags = match more {
+        true => SendFlags::NOSIGNAL | SendFlags::MORE,
+        false => SendFlags::NOSIGNAL,
+    };
+    let mut sent = 0;
+    while sent < data.len() {
+        match send(stream, &data[sent..], flags) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(sent)
+}
+
+/// Sends up to `left` bytes of `file` with `sendfile` without waiting; a file that ends first
+/// is an error (the response promised those bytes).
+pub(crate) fn sendfile_now(stream: &TcpStream, file: &File, left: u64) -> io::Result<u64> {
+    let mut sent = 0u64;
+    while sent < left {
+        let chunk = usize::try_from(left - sent).map_or(SENDFILE_CHUNK, |n| n.min(SENDFILE_CHUNK));
+        match rustix::fs::sendfile(stream.as_fd(), file.as_fd(), None, chunk) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => sent += n as u64,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(sent)
+}
 
 /// Unsent response bytes and what to do once they are sent.
 #[derive(Debug)]
 pub struct Outbox {
     /// The unsent bytes, in order.
-    pub(crate) chunks: VecDeque<Bytes>,
+    pub(crate) unsent: Unsent,
     /// Whether the connection serves another request once they are sent.
     pub(crate) keep_alive: bool,
     /// When the client is given up unless it reads: `read_timeout` after the response began
@@ -30,7 +124,7 @@ impl Outbox {
     /// within `budget` unless the client reads.
     pub fn new(keep_alive: bool, budget: Duration) -> Self {
         Outbox {
-            chunks: VecDeque::new(),
+            unsent: Unsent::default(),
             keep_alive,
             deadline: Instant::now() + budget,
             moved: 0,

@@ -63,7 +63,7 @@ pub(crate) fn write_reply(
         plan.server,
     );
     let (body_bytes, complete) = match plan.is_head || framing == ResponseFraming::Empty {
-        true => socket.send_or_queue(out).map(|()| (0, true))?,
+        true => socket.send_or_queue(out, false).map(|()| (0, true))?,
         false => write_body(socket, out, body, framing)?,
     };
     Ok(Sent {
@@ -112,7 +112,7 @@ fn write_body(
     framing: ResponseFraming,
 ) -> io::Result<(u64, bool)> {
     match body {
-        Body::Empty => socket.send_or_queue(out).map(|()| (0, true)),
+        Body::Empty => socket.send_or_queue(out, false).map(|()| (0, true)),
         Body::Bytes(b) => {
             let len = b.len() as u64;
             write_bytes(socket, out, b).map(|()| (len, true))
@@ -124,12 +124,9 @@ fn write_body(
             if len <= INLINE_BODY as u64 {
                 return write_small_file(socket, out, file, len as usize);
             }
-            match len {
-                0 => socket.write_all(out)?,
-                _ => socket.write_all_more(out)?,
-            }
-            let sent = socket.send_file(file, len)?;
-            Ok((sent, sent == len))
+            socket.send_or_queue(out, true)?;
+            socket.send_or_queue_file(file, len)?;
+            Ok((len, true))
         }
         Body::Stream(chunks) => write_stream(socket, out, chunks, framing),
     }
@@ -146,7 +143,7 @@ fn write_small_file(
     let head = out.len();
     out.resize(head + len, 0);
     file.read_exact(&mut out[head..])?;
-    socket.send_or_queue(out)?;
+    socket.send_or_queue(out, false)?;
     Ok((len as u64, true))
 }
 
@@ -155,9 +152,9 @@ fn write_small_file(
 fn write_bytes(socket: &mut Socket, out: &mut Vec<u8>, body: Bytes) -> io::Result<()> {
     if body.len() <= INLINE_BODY {
         out.extend_from_slice(&body);
-        return socket.send_or_queue(out);
+        return socket.send_or_queue(out, false);
     }
-    socket.send_or_queue(out)?;
+    socket.send_or_queue(out, false)?;
     socket.send_or_queue_bytes(body)
 }
 

@@ -208,7 +208,7 @@ impl Session<'_> {
     /// (or the connection closes, as the response said).
     fn resume_sending(&mut self, mut outbox: Box<Outbox>) -> End {
         self.socket
-            .restore_queue(std::mem::take(&mut outbox.chunks));
+            .restore_queue(std::mem::take(&mut outbox.unsent));
         match self.socket.flush_queue() {
             Ok(sent) => outbox.sent(sent, self.settings.read_timeout),
             Err(_) => return End::Abort,
@@ -374,7 +374,7 @@ impl Session<'_> {
     /// response waiting to be sent (if any).
     fn into_idle(mut self, partial: BytesMut, outbox: Option<Box<Outbox>>) -> Outcome {
         let outbox = outbox.map(|mut outbox| {
-            outbox.chunks = self.socket.take_queue();
+            outbox.unsent = self.socket.take_queue();
             outbox
         });
         Outcome::Idle(Connection {

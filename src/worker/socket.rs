@@ -3,23 +3,19 @@
 //! client's budget allows and the fast path costs one system call.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::net::{send, SendFlags};
 
 use super::budget::Budget;
+use super::outbox::{sendfile_now, write_now, Unsent};
 
 /// The most bytes taken from the socket by one read into a buffer.
 const READ_CHUNK: usize = 8 * 1024;
-
-/// The most bytes handed to one `sendfile` call.
-const SENDFILE_CHUNK: usize = 1 << 20;
 
 thread_local! {
     /// Each worker thread's landing space for reads: zeroed once, so reads cost no memset.
@@ -45,7 +41,7 @@ pub(crate) struct Socket {
     writes: Budget,
     /// Response bytes the socket did not take yet, to be sent when it has room (see
     /// [`super::outbox`]).
-    queue: VecDeque<Bytes>,
+    queue: Unsent,
 }
 
 impl Socket {
@@ -63,7 +59,7 @@ impl Socket {
             stream,
             drained: false,
             writes: Budget::renewable(write_budget),
-            queue: VecDeque::new(),
+            queue: Unsent::default(),
         })
     }
 
@@ -149,60 +145,47 @@ impl Socket {
         self.writes.refill();
     }
 
-    /// Sends what the socket takes of `data` now; the rest (copied) is queued.
-    pub(crate) fn send_or_queue(&mut self, data: &[u8]) -> io::Result<()> {
-        let sent = self.send_now(data)?;
+    /// Sends what the socket takes of `data` now; the rest (copied) is queued. With `more`,
+    /// the kernel is told that more follows at once.
+    pub(crate) fn send_or_queue(&mut self, data: &[u8], more: bool) -> io::Result<()> {
+        let sent = match self.queue.is_empty() {
+            true => write_now(&self.stream, data, more)?,
+            false => 0,
+        };
         if sent < data.len() {
-            self.queue.push_back(Bytes::copy_from_slice(&data[sent..]));
+            self.queue.push_bytes(Bytes::copy_from_slice(&data[sent..]));
         }
         Ok(())
     }
 
     /// Sends what the socket takes of `data` now; the rest is queued (without a copy).
     pub(crate) fn send_or_queue_bytes(&mut self, data: Bytes) -> io::Result<()> {
-        let sent = self.send_now(&data)?;
+        let sent = match self.queue.is_empty() {
+            true => write_now(&self.stream, &data, false)?,
+            false => 0,
+        };
         if sent < data.len() {
-            self.queue.push_back(data.slice(sent..));
+            self.queue.push_bytes(data.slice(sent..));
         }
         Ok(())
     }
 
-    /// Writes what the socket takes of `data` without waiting; nothing while bytes are
-    /// queued, so that they stay in order.
-    fn send_now(&mut self, data: &[u8]) -> io::Result<usize> {
-        match self.queue.is_empty() {
-            true => self.write_now(data),
-            false => Ok(0),
+    /// Sends what the socket takes of `len` bytes of `file` now (`sendfile`); the rest is
+    /// queued.
+    pub(crate) fn send_or_queue_file(&mut self, file: File, len: u64) -> io::Result<()> {
+        let sent = match self.queue.is_empty() {
+            true => sendfile_now(&self.stream, &file, len)?,
+            false => 0,
+        };
+        if sent < len {
+            self.queue.push_file(file, len - sent);
         }
-    }
-
-    fn write_now(&mut self, data: &[u8]) -> io::Result<usize> {
-        let mut sent = 0;
-        while sent < data.len() {
-            match self.stream.write(&data[sent..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(sent)
+        Ok(())
     }
 
     /// Sends queued bytes without waiting; returns how many were sent.
     pub(crate) fn flush_queue(&mut self) -> io::Result<usize> {
-        let mut total = 0;
-        while let Some(mut front) = self.queue.pop_front() {
-            let n = self.write_now(&front)?;
-            total += n;
-            if n < front.len() {
-                front.advance(n);
-                self.queue.push_front(front);
-                break;
-            }
-        }
-        Ok(total)
+        self.queue.flush(&self.stream)
     }
 
     /// Whether response bytes wait to be sent.
@@ -211,12 +194,12 @@ impl Socket {
     }
 
     /// Takes the queued bytes (to wait with the parked connection).
-    pub(crate) fn take_queue(&mut self) -> VecDeque<Bytes> {
+    pub(crate) fn take_queue(&mut self) -> Unsent {
         std::mem::take(&mut self.queue)
     }
 
     /// Puts back bytes queued before the connection was parked.
-    pub(crate) fn restore_queue(&mut self, queue: VecDeque<Bytes>) {
+    pub(crate) fn restore_queue(&mut self, queue: Unsent) {
         self.queue = queue;
     }
 
@@ -249,42 +232,6 @@ impl Socket {
         };
         self.writes = budget;
         waited
-    }
-
-    /// Writes all of `data`, telling the kernel that more follows at once (`MSG_MORE`), so
-    /// that a head and the start of a file leave in the same packet.
-    pub(crate) fn write_all_more(&mut self, mut data: &[u8]) -> io::Result<()> {
-        let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
-        while !data.is_empty() {
-            match send(&self.stream, data, flags) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.writes.moved(n);
-                    data = &data[n..];
-                }
-                Err(e) => self.write_failed(e.into())?,
-            }
-        }
-        Ok(())
-    }
-
-    /// Copies `len` bytes of `file`, from its current position, to the client with
-    /// `sendfile`; returns the bytes sent (fewer if the file was shorter).
-    pub(crate) fn send_file(&mut self, file: std::fs::File, len: u64) -> io::Result<u64> {
-        let mut sent = 0u64;
-        while sent < len {
-            let chunk =
-                usize::try_from(len - sent).map_or(SENDFILE_CHUNK, |n| n.min(SENDFILE_CHUNK));
-            match rustix::fs::sendfile(self.stream.as_fd(), file.as_fd(), None, chunk) {
-                Ok(0) => break,
-                Ok(n) => {
-                    self.writes.moved(n);
-                    sent += n as u64;
-                }
-                Err(e) => self.write_failed(e.into())?,
-            }
-        }
-        Ok(sent)
     }
 
     /// Closes with a reset, dropping what the client has not received: after a response was

@@ -57,6 +57,31 @@ impl TestServer {
         self.handle.status().expect("server answers Status")
     }
 
+    /// A client with a small receive buffer, so that the server's writes stall soon.
+    pub fn connect_small_window(&self) -> TcpStream {
+        let domain = socket2::Domain::IPV4;
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&self.addr.into()).unwrap();
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
+        stream
+    }
+
+    /// Polls the status (not a sleep standing in for an event) until `cond` holds; fails
+    /// after [`CLIENT_TIMEOUT`].
+    pub fn wait_for(&self, what: &str, cond: impl Fn(&StatusReport) -> bool) {
+        let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
+        while !cond(&self.status()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting: {what}"
+            );
+            std::thread::yield_now();
+        }
+    }
+
     /// The handle, to restart or stop explicitly.
     pub fn handle(&self) -> &ServerHandle {
         &self.handle
