@@ -193,7 +193,7 @@ fn flags_are_accepted() {
 
 #[test]
 fn bad_flags_are_a_one_line_error() {
-    let table: [&[&str]; 8] = [
+    let table: [&[&str]; 10] = [
         &["--bogus"],
         &["--min-threads", "0"],
         &["--min-threads", "abc"],
@@ -202,6 +202,13 @@ fn bad_flags_are_a_one_line_error() {
         &["--bind", "localhost"],
         &["--method", "cgi"],
         &["--max-body", "-1"],
+        &["--method", "fs"],
+        &[
+            "--method",
+            "fs",
+            "--document-root",
+            "/nonexistent/skyrocket",
+        ],
     ];
     for args in table {
         let out = run_to_end(args);
@@ -232,6 +239,30 @@ fn sigterm_stops_gracefully_with_status_0() {
     assert_eq!(resp.status, 200);
     server.signal("TERM");
     assert!(server.wait_exit().success());
+}
+
+#[test]
+fn method_fs_serves_the_document_root() {
+    let root = std::env::temp_dir().join(format!("skyrocket-cli-fs-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("dir")).unwrap();
+    std::fs::write(root.join("dir/note.txt"), "from disk\n").unwrap();
+    let server = Running::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--method",
+        "fs",
+        "--document-root",
+        root.to_str().unwrap(),
+        "--display-index",
+        "--no-signals",
+    ]);
+    let addr = server.addrs[0];
+    let resp = Conn::new(common::connect(addr)).request(&get("/dir/note.txt"));
+    assert_eq!((resp.status, resp.text().as_str()), (200, "from disk\n"));
+    let resp = Conn::new(common::connect(addr)).request(&get("/dir/"));
+    assert!(resp.text().contains("note.txt"), "listed");
+    drop(server);
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]

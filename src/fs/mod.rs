@@ -41,11 +41,13 @@ pub struct FileServer {
 }
 
 impl FileServer {
-    /// Serves `root`, which must be an existing directory.
+    /// Serves `root`, which must be an existing, readable directory (on Linux 5.6 or later,
+    /// for `openat2`).
     pub fn new(root: impl AsRef<Path>, display_index: bool) -> io::Result<Self> {
         let root_path = root.as_ref().to_path_buf();
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let root = rustix::fs::open(&root_path, flags, Mode::empty())?;
+        resolve::open_relative(&root, b".")?;
         Ok(FileServer {
             root_path,
             root,
