@@ -226,14 +226,21 @@ fn a_reader_that_stalls_on_a_response_in_memory_is_reset_after_read_timeout() {
     );
 }
 
-#[test]
-fn a_graceful_stop_delivers_a_response_still_being_sent() {
-    let server = TestServer::start(TestServer::config());
+/// A client that asked for 8 MiB held in memory and reads nothing yet; returns once the rest
+/// of the response waits in the idle set.
+fn reader_left_waiting(server: &TestServer) -> Conn {
     let mut slow = Conn::new(server.connect_small_window());
     slow.send(&get("/bytes?kib=8192"));
     server.wait_for("the response waits in the idle set", |s| {
         s.idle_connections == 1
     });
+    slow
+}
+
+#[test]
+fn a_graceful_stop_delivers_a_response_still_being_sent() {
+    let server = TestServer::start(TestServer::config());
+    let mut slow = reader_left_waiting(&server);
     server.handle().addr().do_send(Stop { graceful: true });
     // `Status` waits for the stop to finish; a refused connection shows it has begun.
     let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
@@ -255,11 +262,7 @@ fn a_graceful_stop_delivers_a_response_still_being_sent() {
 #[test]
 fn a_restart_moves_a_response_still_being_sent_to_the_new_pool() {
     let server = TestServer::start(TestServer::config());
-    let mut slow = Conn::new(server.connect_small_window());
-    slow.send(&get("/bytes?kib=8192"));
-    server.wait_for("the response waits in the idle set", |s| {
-        s.idle_connections == 1
-    });
+    let mut slow = reader_left_waiting(&server);
     server.handle().restart().expect("restarts");
     let resp = slow.response(false);
     assert_eq!(resp.body.len(), 8192 * 1024);
