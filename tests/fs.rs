@@ -161,6 +161,14 @@ fn a_large_file_arrives_whole_and_in_order() {
         Some("application/octet-stream")
     );
     assert!(resp.body == big_content(), "the bytes of the file");
+
+    let mut conn = Conn::new(server.connect());
+    conn.send(b"HEAD /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = conn.response(true);
+    assert_eq!(head.header("content-length"), Some("3145728"));
+    assert!(head.body.is_empty());
+    let next = conn.request(&get("/small.txt"));
+    assert_eq!(next.text(), SMALL, "the connection goes on after HEAD");
 }
 
 #[test]

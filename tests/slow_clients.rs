@@ -272,3 +272,21 @@ fn a_restart_moves_a_response_still_being_sent_to_the_new_pool() {
         "and the connection goes on"
     );
 }
+
+#[test]
+fn requests_pipelined_behind_a_waiting_response_are_answered_in_order() {
+    let server = TestServer::start(TestServer::config().min_threads(1).max_threads(1));
+    let mut slow = Conn::new(server.connect_small_window());
+    let mut pipelined = get("/bytes?kib=4096");
+    pipelined.extend_from_slice(&get("/hello"));
+    pipelined.extend_from_slice(&get("/bytes?kib=4096"));
+    pipelined.extend_from_slice(&get("/hello"));
+    slow.send(&pipelined);
+    server.wait_for("the first response waits in the idle set", |s| {
+        s.idle_connections == 1
+    });
+    for expected in [4096 * 1024, 13, 4096 * 1024, 13] {
+        let resp = slow.response(false);
+        assert_eq!((resp.status, resp.body.len()), (200, expected));
+    }
+}
