@@ -24,6 +24,12 @@ pub struct Cli {
     /// What to serve.
     #[arg(long, value_enum, default_value_t = MethodArg::Wsgi)]
     pub method: MethodArg,
+    /// A Python WSGI application, MODULE:CALLABLE (needs the `python` feature).
+    #[arg(long, value_name = "MODULE:CALLABLE")]
+    pub app: Option<String>,
+    /// A directory put first on Python's sys.path (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub pythonpath: Vec<PathBuf>,
     /// Directory served by `--method fs`.
     #[arg(long, value_name = "DIR")]
     pub document_root: Option<PathBuf>,
@@ -71,6 +77,18 @@ pub enum MethodArg {
     Fs,
 }
 
+#[cfg(feature = "python")]
+fn python_app(spec: &str, paths: &[PathBuf]) -> Result<crate::python::PythonApp, String> {
+    crate::python::PythonApp::load(spec, paths).map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "python"))]
+fn python_app(spec: &str, _paths: &[PathBuf]) -> Result<crate::demo::Demo, String> {
+    Err(format!(
+        "--app {spec}: this skyrocket was built without the `python` feature"
+    ))
+}
+
 fn seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
@@ -93,6 +111,9 @@ impl Cli {
             .handle_signals(!self.no_signals);
         if let Some(n) = self.queue_size {
             builder = builder.queue_size(n);
+        }
+        if let Some(spec) = &self.app {
+            builder = builder.app(python_app(spec, &self.pythonpath)?);
         }
         if self.method == MethodArg::Fs {
             let Some(root) = &self.document_root else {

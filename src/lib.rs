@@ -29,6 +29,8 @@ pub mod http;
 pub mod listener;
 pub mod monitor;
 pub mod pool;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod server;
 pub mod standalone;
 pub mod stats;

@@ -199,7 +199,7 @@ const CGI_NAMES: [&str; 12] = [
 ];
 
 /// `HTTP_` plus the upper-cased name with `-` as `_`; `None` for names that have no `HTTP_*`.
-fn http_key(name: &str) -> Option<String> {
+pub(crate) fn http_key(name: &str) -> Option<String> {
     if name.contains('_')
         || name.eq_ignore_ascii_case("content-type")
         || name.eq_ignore_ascii_case("content-length")

@@ -5,7 +5,7 @@
 //! [`Reply`] (status and headers, `start_response`'s arguments, plus the body: bytes, a stream of
 //! chunks, or a file). Plain closures are applications.
 
-mod environ;
+pub(crate) mod environ;
 mod input;
 mod reply;
 

@@ -1,0 +1,90 @@
+//! The WSGI environ (PEP 3333): CGI variables and `HTTP_*` headers as native strings
+//! (latin-1), and the `wsgi.*` keys.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::{ffi, intern};
+
+use crate::app::environ::http_key;
+use crate::app::Environ;
+
+use super::input::WsgiInput;
+
+/// The environ dict of one request.
+pub fn build<'py>(
+    py: Python<'py>,
+    env: &Environ,
+    input: Bound<'py, WsgiInput>,
+    errors: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    cgi(py, &dict, env)?;
+    headers(py, &dict, env)?;
+    dict.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+    dict.set_item(intern!(py, "wsgi.url_scheme"), env.url_scheme())?;
+    dict.set_item(intern!(py, "wsgi.input"), input)?;
+    dict.set_item(intern!(py, "wsgi.errors"), errors)?;
+    dict.set_item(intern!(py, "wsgi.multithread"), true)?;
+    dict.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+    dict.set_item(intern!(py, "wsgi.run_once"), false)?;
+    Ok(dict)
+}
+
+fn cgi(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> {
+    let local = env.local_addr();
+    let peer = env.remote_addr();
+    dict.set_item(intern!(py, "REQUEST_METHOD"), env.method())?;
+    dict.set_item(intern!(py, "SCRIPT_NAME"), "")?;
+    dict.set_item(intern!(py, "PATH_INFO"), latin1(py, env.path_info_bytes()))?;
+    dict.set_item(intern!(py, "QUERY_STRING"), env.query_string())?;
+    dict.set_item(intern!(py, "SERVER_NAME"), local.ip().to_string())?;
+    dict.set_item(intern!(py, "SERVER_PORT"), local.port().to_string())?;
+    dict.set_item(intern!(py, "SERVER_PROTOCOL"), env.protocol())?;
+    dict.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
+    dict.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+    if let Some(value) = env.header("content-type") {
+        dict.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+    }
+    if let Some(value) = env.header("content-length") {
+        dict.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+    }
+    Ok(())
+}
+
+/// `HTTP_*` keys; a header sent several times is joined with `,`.
+fn headers(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> {
+    for (name, value) in env.headers() {
+        let Some(key) = http_key(name) else { continue };
+        let value = latin1(py, value);
+        match dict.get_item(&key)? {
+            Some(earlier) => {
+                let joined = format!("{},{}", earlier.extract::<String>()?, value.to_cow()?);
+                dict.set_item(key, joined)?
+            }
+            None => dict.set_item(key, value)?,
+        }
+    }
+    Ok(())
+}
+
+/// Bytes as a native string: each byte one character (latin-1, as PEP 3333 says).
+fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if bytes.is_ascii() {
+        if let Ok(ascii) = std::str::from_utf8(bytes) {
+            return PyString::new(py, ascii);
+        }
+    }
+    let len = bytes.len() as ffi::Py_ssize_t;
+    // SAFETY: `bytes` is valid for `len` bytes during the call, and the GIL is held (`py`).
+    // Latin-1 decoding cannot fail; a null result (out of memory) falls back to a lossy copy.
+    unsafe {
+        let decoded = ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), len, std::ptr::null());
+        match Bound::from_owned_ptr_or_opt(py, decoded) {
+            Some(text) => text.cast_into_unchecked(),
+            None => {
+                drop(PyErr::take(py));
+                PyString::new(py, &String::from_utf8_lossy(bytes))
+            }
+        }
+    }
+}

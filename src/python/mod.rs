@@ -1,0 +1,214 @@
+//! Python WSGI applications (PEP 3333), with the `python` feature: CPython embedded with pyo3,
+//! a Python callable as one more [`Application`].
+//!
+//! Each worker thread keeps one Python thread state for its whole life (see [`attach`]), so a
+//! request costs a GIL acquisition, not a thread state. The GIL is held while Python code
+//! runs and released while the worker writes the response and waits for connections.
+
+mod environ;
+mod input;
+mod start_response;
+
+use std::cell::Cell;
+use std::fmt;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::StatusCode;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::{ffi, intern};
+
+use crate::app::{Application, Body, Environ, Input, Reply};
+
+use input::WsgiInput;
+use start_response::StartResponse;
+
+thread_local! {
+    /// This thread has a Python thread state that lives as long as the thread.
+    static KEPT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A WSGI application loaded from `MODULE:CALLABLE`.
+pub struct PythonApp {
+    /// The callable.
+    app: Py<PyAny>,
+    /// Where `wsgi.errors` writes go (a Python object with `write`).
+    errors: Py<PyAny>,
+    /// `MODULE:CALLABLE`, for messages.
+    spec: String,
+}
+
+/// Why an application could not be loaded: a one-line message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError(pub String);
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl PythonApp {
+    /// Imports `MODULE:CALLABLE` (`MODULE` alone means `MODULE:application`), with `paths`
+    /// put first on `sys.path`, as gunicorn and granian do.
+    pub fn load(spec: &str, paths: &[PathBuf]) -> Result<Self, LoadError> {
+        let (module, name) = spec.split_once(':').unwrap_or((spec, "application"));
+        attach(|py| {
+            let sys = py.import("sys").map_err(|e| one_line(py, &e))?;
+            let path = sys.getattr("path").map_err(|e| one_line(py, &e))?;
+            for dir in paths.iter().rev() {
+                let dir = dir.to_string_lossy();
+                path.call_method1("insert", (0, dir.as_ref()))
+                    .map_err(|e| one_line(py, &e))?;
+            }
+            let module = py.import(module).map_err(|e| one_line(py, &e))?;
+            let app = module.getattr(name).map_err(|e| one_line(py, &e))?;
+            if !app.is_callable() {
+                return Err(LoadError(format!("{spec} is not callable")));
+            }
+            Ok(PythonApp {
+                app: app.unbind(),
+                errors: Py::new(py, input::ErrorLog)?.into_any(),
+                spec: spec.to_string(),
+            })
+        })
+        .map_err(|e| LoadError(format!("cannot load {spec}: {e}")))
+    }
+
+    /// Calls the application and collects status, headers and body; the body is iterated
+    /// with the GIL held and `close()` is always called.
+    fn run(&self, py: Python<'_>, env: &Environ, input: &mut Input<'_>) -> PyResult<Reply> {
+        let start = Bound::new(py, StartResponse::default())?;
+        let (wsgi_input, _closing) = WsgiInput::lend(py, input)?;
+        let environ = environ::build(py, env, wsgi_input, self.errors.bind(py))?;
+        let result = self.app.bind(py).call1((environ, &start))?;
+        let body = collect(&result, &start);
+        let closed = close(py, &result);
+        let body = body?;
+        closed?;
+        start.borrow_mut().reply(body)
+    }
+}
+
+impl Application for PythonApp {
+    fn call(&self, env: &Environ, input: &mut Input<'_>) -> Reply {
+        attach(|py| {
+            self.run(py, env, input).unwrap_or_else(|err| {
+                log::error!(
+                    "{} failed on {} {}:\n{}",
+                    self.spec,
+                    env.method(),
+                    env.raw_path(),
+                    traceback(py, &err)
+                );
+                Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
+            })
+        })
+    }
+}
+
+/// Runs `f` with the GIL. The first time on a thread, the thread gets a Python thread state
+/// that it keeps (creating one per request would cost several microseconds).
+fn attach<T>(f: impl for<'py> FnOnce(Python<'py>) -> T) -> T {
+    Python::initialize();
+    if !KEPT.get() {
+        // SAFETY: the interpreter is initialized (above). `PyGILState_Ensure` creates this
+        // thread's state and takes the GIL; `PyEval_SaveThread` gives the GIL back at once.
+        // The state stays registered (its count is left at one), so later attaches on this
+        // thread reuse it instead of creating and destroying one each time.
+        unsafe {
+            ffi::PyGILState_Ensure();
+            ffi::PyEval_SaveThread();
+        }
+        KEPT.set(true);
+    }
+    Python::attach(f)
+}
+
+/// The body chunks, concatenated (with what `write()` produced first).
+fn collect(result: &Bound<'_, PyAny>, start: &Bound<'_, StartResponse>) -> PyResult<Bytes> {
+    if let Ok(list) = result.cast::<PyList>() {
+        if list.len() == 1 && start.borrow().written().is_empty() {
+            return chunk_bytes(&list.get_item(0)?);
+        }
+    }
+    let mut body = start.borrow_mut().take_written();
+    for chunk in result.try_iter()? {
+        let chunk = chunk?;
+        let bytes = chunk.cast::<PyBytes>().map_err(|_| not_bytes())?;
+        if !bytes.as_bytes().is_empty() {
+            start.borrow_mut().body_started()?;
+        }
+        body.extend_from_slice(bytes.as_bytes());
+    }
+    Ok(Bytes::from(body))
+}
+
+fn chunk_bytes(chunk: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    let bytes = chunk.cast::<PyBytes>().map_err(|_| not_bytes())?;
+    Ok(Bytes::copy_from_slice(bytes.as_bytes()))
+}
+
+fn not_bytes() -> PyErr {
+    PyTypeError::new_err("a WSGI body must be an iterable of bytes")
+}
+
+/// Calls the result's `close()`, if it has one (PEP 3333: always, even after an error).
+fn close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
+    match result.getattr_opt(intern!(py, "close"))? {
+        Some(close) => close.call0().map(drop),
+        None => Ok(()),
+    }
+}
+
+/// An exception with its traceback, as Python prints it.
+fn traceback(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = py.import("traceback").and_then(|tb| {
+        let args = (err.get_type(py), err.value(py), err.traceback(py));
+        let lines = tb.call_method1("format_exception", args)?;
+        let joined: String = lines.extract::<Vec<String>>()?.concat();
+        Ok(joined)
+    });
+    formatted.unwrap_or_else(|_| err.to_string())
+}
+
+/// An exception as one line, for start-up errors.
+fn one_line(py: Python<'_>, err: &PyErr) -> LoadError {
+    let kind = err
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    LoadError(format!("{kind}: {}", err.value(py)))
+}
+
+impl From<PyErr> for LoadError {
+    fn from(err: PyErr) -> Self {
+        LoadError(err.to_string())
+    }
+}
+
+/// Turns a Python status line and headers into a [`Reply`].
+pub(crate) fn reply(status: &[u8], headers: &[(Vec<u8>, Vec<u8>)], body: Bytes) -> PyResult<Reply> {
+    let code = status
+        .get(..3)
+        .and_then(|digits| StatusCode::from_bytes(digits).ok())
+        .ok_or_else(|| PyTypeError::new_err("the status must start with a 3-digit code"))?;
+    let mut reply = Reply::new(code).body(Body::Bytes(body));
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name)
+            .map_err(|_| PyTypeError::new_err("invalid header name"))?;
+        let value = HeaderValue::from_bytes(value)
+            .map_err(|_| PyTypeError::new_err("invalid header value"))?;
+        reply.headers.append(name, value);
+    }
+    Ok(reply)
+}

@@ -1,0 +1,153 @@
+//! Python WSGI applications (the `python` feature) over real sockets.
+#![cfg(feature = "python")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::thread;
+
+use common::client::{get, Conn};
+use common::TestServer;
+use skyrocket::python::PythonApp;
+use skyrocket::Config;
+
+fn apps_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
+}
+
+fn serve(name: &str) -> TestServer {
+    let app = PythonApp::load(&format!("wsgi_apps:{name}"), &[apps_dir()]).expect("loads");
+    TestServer::start(
+        Config::builder()
+            .bind("127.0.0.1:0")
+            .min_threads(2)
+            .handle_signals(false)
+            .app(app),
+    )
+}
+
+fn post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+#[test]
+fn a_missing_module_attribute_or_callable_is_a_one_line_error() {
+    let table = [
+        ("no_such_module:app", "ModuleNotFoundError"),
+        ("wsgi_apps:nothing_here", "AttributeError"),
+        ("wsgi_apps:CLOSED", "not callable"),
+    ];
+    for (spec, expected) in table {
+        let err = PythonApp::load(spec, &[apps_dir()]).err().expect("fails");
+        let text = err.to_string();
+        assert!(text.contains(expected), "{spec}: {text}");
+        assert_eq!(text.lines().count(), 1, "{spec}: {text}");
+    }
+}
+
+#[test]
+fn hello_and_keep_alive() {
+    let server = serve("hello");
+    let mut conn = Conn::new(server.connect());
+    for _ in 0..3 {
+        let resp = conn.request(&get("/"));
+        assert_eq!((resp.status, resp.text().as_str()), (200, "Hello, World!"));
+        assert_eq!(resp.header("content-type"), Some("text/plain"));
+    }
+}
+
+#[test]
+fn the_body_is_read_from_wsgi_input_with_length_or_chunked() {
+    let server = serve("echo");
+    let resp = Conn::new(server.connect()).request(&post("/", b"posted body"));
+    assert_eq!(resp.text(), "posted body");
+    let chunked = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let resp = Conn::new(server.connect()).request(chunked);
+    assert_eq!(resp.text(), "hello world");
+}
+
+#[test]
+fn wsgi_input_iterates_lines() {
+    let server = serve("lines");
+    let resp = Conn::new(server.connect()).request(&post("/", b"one\ntwo\nthree"));
+    assert_eq!(resp.text(), "3 lines\none\ntwo\nthree");
+}
+
+#[test]
+fn close_is_called_on_the_result() {
+    let server = serve("closing");
+    assert_eq!(Conn::new(server.connect()).request(&get("/")).text(), "abc");
+    let count = PythonApp::load("wsgi_apps:closed_count", &[apps_dir()]).unwrap();
+    let counter = TestServer::start(
+        Config::builder()
+            .bind("127.0.0.1:0")
+            .handle_signals(false)
+            .app(count),
+    );
+    let resp = Conn::new(counter.connect()).request(&get("/"));
+    assert_eq!(resp.text(), "1");
+}
+
+#[test]
+fn an_exception_is_a_500_and_the_worker_goes_on() {
+    let server = serve("boom");
+    for _ in 0..3 {
+        let resp = Conn::new(server.connect()).request(&get("/"));
+        assert_eq!(resp.status, 500);
+    }
+    assert!(server.status().threads >= 2);
+}
+
+#[test]
+fn write_and_exc_info_before_the_body() {
+    let resp = Conn::new(serve("writer").connect()).request(&get("/"));
+    assert_eq!(resp.text(), "written then returned");
+    let resp = Conn::new(serve("exc_info").connect()).request(&get("/"));
+    assert_eq!((resp.status, resp.text().as_str()), (500, "replaced"));
+}
+
+#[test]
+fn environ_strings_are_latin1_and_numbers_are_strings() {
+    let server = serve("environ_keys");
+    let raw = b"POST /caf%C3%A9?a=1 HTTP/1.1\r\nHost: t\r\nX-Twice: 1\r\nX-Twice: 2\r\n\
+                Content-Length: 0\r\n\r\n";
+    let text = Conn::new(server.connect()).request(raw).text();
+    // The decoded path bytes C3 A9 became two latin-1 characters, and went back out as the
+    // same two bytes: read as UTF-8 they are "é" again.
+    assert!(text.contains("PATH_INFO='/café'"), "{text}");
+    assert!(text.contains("QUERY_STRING='a=1'"), "{text}");
+    assert!(
+        text.contains(&format!("SERVER_PORT='{}'", server.addr.port())),
+        "{text}"
+    );
+    assert!(text.contains("CONTENT_LENGTH='0'"), "{text}");
+    assert!(text.contains("HTTP_X_TWICE='1,2'"), "{text}");
+}
+
+#[test]
+fn the_standard_validator_accepts_the_server() {
+    let resp = Conn::new(serve("validated_hello").connect()).request(&get("/"));
+    assert_eq!((resp.status, resp.text().as_str()), (200, "Hello, World!"));
+    let resp = Conn::new(serve("validated_echo").connect()).request(&post("/", b"abc"));
+    assert_eq!((resp.status, resp.text().as_str()), (200, "abc"));
+}
+
+#[test]
+fn ten_requests_run_in_the_application_at_once() {
+    let server = serve("meet");
+    let addr = server.addr;
+    let clients: Vec<_> = (0..10)
+        .map(|_| thread::spawn(move || Conn::new(common::connect(addr)).request(&get("/"))))
+        .collect();
+    for client in clients {
+        let resp = client.join().unwrap();
+        assert_eq!((resp.status, resp.text().as_str()), (200, "met"));
+    }
+}
