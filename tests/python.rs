@@ -151,3 +151,48 @@ fn ten_requests_run_in_the_application_at_once() {
         assert_eq!((resp.status, resp.text().as_str()), (200, "met"));
     }
 }
+
+#[test]
+fn a_generator_is_streamed_chunked_with_start_response_called_inside() {
+    let server = serve("streamed");
+    let mut conn = Conn::new(server.connect());
+    for _ in 0..2 {
+        let resp = conn.request(&get("/"));
+        assert_eq!((resp.status, resp.text().as_str()), (200, "one two three"));
+        assert!(resp.chunked, "no Content-Length declared: chunked");
+    }
+}
+
+#[test]
+fn a_body_failing_midway_cuts_the_connection_and_close_is_still_called() {
+    let server = serve("broken");
+    let mut conn = Conn::new(server.connect());
+    conn.send(&get("/"));
+    assert!(conn.try_response(false).is_err(), "the body is cut short");
+    let resp = Conn::new(server.connect()).request(&get("/closed"));
+    assert_eq!(resp.text(), "1", "close() was called");
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_closes_the_connection_after_it() {
+    use std::io::{Read, Write};
+    let server = serve("short");
+    for _ in 0..2 {
+        let mut stream = server.connect();
+        stream.write_all(&get("/")).unwrap();
+        stream.write_all(&get("/")).unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).expect("a clean close");
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\n12345"),
+            "5 bytes, then the close: {text}"
+        );
+        assert_eq!(
+            text.matches("HTTP/1.1").count(),
+            1,
+            "no second response: {text}"
+        );
+    }
+}

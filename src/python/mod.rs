@@ -5,6 +5,7 @@
 //! request costs a GIL acquisition, not a thread state. The GIL is held while Python code
 //! runs and released while the worker writes the response and waits for connections.
 
+mod body;
 mod environ;
 mod input;
 mod start_response;
@@ -13,13 +14,11 @@ use std::cell::Cell;
 use std::fmt;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
-use pyo3::{ffi, intern};
 
 use crate::app::{Application, Body, Environ, Input, Reply};
 
@@ -87,10 +86,14 @@ impl PythonApp {
         let (wsgi_input, _closing) = WsgiInput::lend(py, input)?;
         let environ = environ::build(py, env, wsgi_input, self.errors.bind(py))?;
         let result = self.app.bind(py).call1((environ, &start))?;
-        let body = collect(&result, &start);
-        let closed = close(py, &result);
-        let body = body?;
-        closed?;
+        let body = match body::body(&result, &start) {
+            Ok(Ok(chunks)) => Body::Stream(Box::new(chunks)),
+            Ok(Err(bytes)) => Body::Bytes(bytes),
+            Err(err) => {
+                body::close(&result)?;
+                return Err(err);
+            }
+        };
         start.borrow_mut().reply(body)
     }
 }
@@ -114,7 +117,7 @@ impl Application for PythonApp {
 
 /// Runs `f` with the GIL. The first time on a thread, the thread gets a Python thread state
 /// that it keeps (creating one per request would cost several microseconds).
-fn attach<T>(f: impl for<'py> FnOnce(Python<'py>) -> T) -> T {
+pub(crate) fn attach<T>(f: impl for<'py> FnOnce(Python<'py>) -> T) -> T {
     Python::initialize();
     if !KEPT.get() {
         // SAFETY: the interpreter is initialized (above). `PyGILState_Ensure` creates this
@@ -130,47 +133,8 @@ fn attach<T>(f: impl for<'py> FnOnce(Python<'py>) -> T) -> T {
     Python::attach(f)
 }
 
-/// The body chunks, concatenated (with what `write()` produced first).
-fn collect(result: &Bound<'_, PyAny>, start: &Bound<'_, StartResponse>) -> PyResult<Bytes> {
-    if let Ok(list) = result.cast::<PyList>() {
-        if list.len() == 1 && start.borrow().written().is_empty() {
-            return chunk_bytes(&list.get_item(0)?);
-        }
-    }
-    let mut body = start.borrow_mut().take_written();
-    for chunk in result.try_iter()? {
-        let chunk = chunk?;
-        let bytes = chunk.cast::<PyBytes>().map_err(|_| not_bytes())?;
-        if !bytes.as_bytes().is_empty() {
-            start.borrow_mut().body_started()?;
-        }
-        body.extend_from_slice(bytes.as_bytes());
-    }
-    Ok(Bytes::from(body))
-}
-
-fn chunk_bytes(chunk: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-    let bytes = chunk.cast::<PyBytes>().map_err(|_| not_bytes())?;
-    Ok(Bytes::copy_from_slice(bytes.as_bytes()))
-}
-
-fn not_bytes() -> PyErr {
-    PyTypeError::new_err("a WSGI body must be an iterable of bytes")
-}
-
-/// Calls the result's `close()`, if it has one (PEP 3333: always, even after an error).
-fn close(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
-    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
-        return Ok(());
-    }
-    match result.getattr_opt(intern!(py, "close"))? {
-        Some(close) => close.call0().map(drop),
-        None => Ok(()),
-    }
-}
-
 /// An exception with its traceback, as Python prints it.
-fn traceback(py: Python<'_>, err: &PyErr) -> String {
+pub(crate) fn traceback(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py.import("traceback").and_then(|tb| {
         let args = (err.get_type(py), err.value(py), err.traceback(py));
         let lines = tb.call_method1("format_exception", args)?;
@@ -197,12 +161,12 @@ impl From<PyErr> for LoadError {
 }
 
 /// Turns a Python status line and headers into a [`Reply`].
-pub(crate) fn reply(status: &[u8], headers: &[(Vec<u8>, Vec<u8>)], body: Bytes) -> PyResult<Reply> {
+pub(crate) fn reply(status: &[u8], headers: &[(Vec<u8>, Vec<u8>)], body: Body) -> PyResult<Reply> {
     let code = status
         .get(..3)
         .and_then(|digits| StatusCode::from_bytes(digits).ok())
         .ok_or_else(|| PyTypeError::new_err("the status must start with a 3-digit code"))?;
-    let mut reply = Reply::new(code).body(Body::Bytes(body));
+    let mut reply = Reply::new(code).body(body);
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name)
             .map_err(|_| PyTypeError::new_err("invalid header name"))?;

@@ -1,13 +1,12 @@
 //! `start_response`: records the status and headers (replacing them when called again with
 //! `exc_info` before the body has begun, re-raising after), and gives `write()`.
 
-use bytes::Bytes;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use crate::app::Reply;
+use crate::app::{Body, Reply};
 
 /// What the application said through `start_response` and `write()`.
 #[pyclass]
@@ -62,11 +61,6 @@ impl StartResponse {
 }
 
 impl StartResponse {
-    /// What `write()` produced so far.
-    pub(crate) fn written(&self) -> &[u8] {
-        &self.written
-    }
-
     /// Takes what `write()` produced so far.
     pub(crate) fn take_written(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.written)
@@ -82,7 +76,7 @@ impl StartResponse {
     }
 
     /// The reply, with `body`.
-    pub(crate) fn reply(&mut self, body: Bytes) -> PyResult<Reply> {
+    pub(crate) fn reply(&mut self, body: Body) -> PyResult<Reply> {
         let status = (self.status.take())
             .ok_or_else(|| PyAssertionError::new_err("start_response() was never called"))?;
         super::reply(&status, &self.headers, body)

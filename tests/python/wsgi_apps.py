@@ -90,3 +90,38 @@ def sized_echo(environ, start_response):
 
 validated_hello = wsgiref.validate.validator(hello)
 validated_echo = wsgiref.validate.validator(sized_echo)
+
+
+def streamed(environ, start_response):
+    """A generator that calls start_response lazily, inside the iteration."""
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    for part in (b'one ', b'', b'two ', b'three'):
+        yield part
+
+
+STREAM_CLOSED = []
+
+
+class Broken:
+    """Fails after its first chunk; records close()."""
+
+    def __iter__(self):
+        yield b'first '
+        raise RuntimeError('failed mid-body')
+
+    def close(self):
+        STREAM_CLOSED.append(True)
+
+
+def broken(environ, start_response):
+    if environ['PATH_INFO'] == '/closed':
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [str(len(STREAM_CLOSED)).encode()]
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return Broken()
+
+
+def short(environ, start_response):
+    """Declares 10 bytes and sends 5."""
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '10')])
+    return iter([b'12345'])
