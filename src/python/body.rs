@@ -40,7 +40,7 @@ pub fn body(
         let chunk = as_bytes(&chunk)?;
         if !chunk.is_empty() {
             start.borrow_mut().body_started()?;
-            first.extend_from_slice(&chunk);
+            first.extend_from_slice(chunk);
             let chunks = PyChunks {
                 result: result.clone().unbind(),
                 iter: iter.unbind(),
