@@ -179,8 +179,7 @@ fn a_body_shorter_than_its_content_length_closes_the_connection_after_it() {
     let server = serve("short");
     for _ in 0..2 {
         let mut stream = server.connect();
-        stream.write_all(&get("/")).unwrap();
-        stream.write_all(&get("/")).unwrap();
+        stream.write_all(&[get("/"), get("/")].concat()).unwrap();
         let mut received = Vec::new();
         stream.read_to_end(&mut received).expect("a clean close");
         let text = String::from_utf8_lossy(&received);

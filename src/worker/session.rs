@@ -198,7 +198,7 @@ impl Session<'_> {
     /// and destroy the response the client has not read yet.
     fn close(self, left_unread: bool) -> Outcome {
         let ticket = self.ticket;
-        if left_unread || !self.socket.drained() {
+        if left_unread || self.socket.has_input() {
             self.socket.close_lingering();
         }
         Outcome::Closed(ticket)

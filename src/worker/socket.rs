@@ -140,6 +140,12 @@ impl Socket {
         self.drained
     }
 
+    /// Whether unread input waits now (it may have arrived after the last read): closing
+    /// then would make the kernel reset the connection.
+    pub(crate) fn has_input(&self) -> bool {
+        !self.drained || self.stream.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0)
+    }
+
     /// Starts a response: it gets a full write budget.
     pub(crate) fn start_response(&mut self) {
         self.writes.refill();
