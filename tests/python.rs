@@ -195,3 +195,28 @@ fn a_body_shorter_than_its_content_length_closes_the_connection_after_it() {
         );
     }
 }
+
+#[test]
+fn other_requests_run_while_an_application_waits_for_its_body() {
+    use std::io::Write;
+    let server = serve("upload_or_probe");
+    let mut upload = server.connect();
+    let head = "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n";
+    upload.write_all(head.as_bytes()).unwrap();
+    upload.write_all(&[b'x'; 20_000]).unwrap();
+    // The upload's application now waits in wsgi.input.read(): the GIL must be free meanwhile.
+    let mut seen = String::new();
+    for _ in 0..1000 {
+        seen = Conn::new(server.connect()).request(&get("/probe")).text();
+        if seen == "reading" {
+            break;
+        }
+    }
+    assert_eq!(
+        seen, "reading",
+        "a request was served while the upload was being read"
+    );
+    upload.write_all(&[b'x'; 80_000]).unwrap();
+    let resp = Conn::new(upload).response(false);
+    assert_eq!(resp.text(), "100000");
+}

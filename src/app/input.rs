@@ -5,15 +5,16 @@ use std::io::{self, Read};
 /// The request body, streamed from the connection as the application reads it.
 ///
 /// Reading sends `100 Continue` first when the client asked for it; the end of the body reads
-/// as end of file. A body the application leaves unread is discarded by the server.
+/// as end of file. A body the application leaves unread is discarded by the server. It is
+/// `Send`, so that an embedded interpreter can read it with its lock released.
 pub struct Input<'a> {
     /// The server's body decoder (or any reader, for testing an application).
-    inner: &'a mut (dyn Read + 'a),
+    inner: &'a mut (dyn Read + Send + 'a),
 }
 
 impl<'a> Input<'a> {
     /// Wraps a reader, e.g. `&mut &b"body"[..]` to call an application in a unit test.
-    pub fn new(inner: &'a mut (dyn Read + 'a)) -> Self {
+    pub fn new(inner: &'a mut (dyn Read + Send + 'a)) -> Self {
         Input { inner }
     }
 

@@ -15,21 +15,19 @@ use crate::app::Input;
 const READ_ALL_LIMIT: usize = 64 * 1024 * 1024;
 
 /// The request's [`Input`], lent to Python for the duration of the application call.
-struct Lent {
-    /// The input; valid only while [`Closing`] lives (it clears this).
-    input: *mut Input<'static>,
-    /// The worker thread that lent it: the only one that may read it.
-    owner: ThreadId,
-}
+struct Lent(*mut Input<'static>);
 
-// SAFETY: the pointer is only dereferenced by its owner thread (checked on every use), while
-// the application call that lent it is running (the `Closing` guard clears it before the call
-// returns or unwinds), and under the mutex.
+// SAFETY: the pointer is only dereferenced by the thread that lent it (checked before the
+// lock is taken, so no other thread ever waits on it), while the application call that lent
+// it is running (the `Closing` guard clears it before the call returns or unwinds), and
+// under the mutex; `Input` itself is `Send`.
 unsafe impl Send for Lent {}
 
 /// `wsgi.input`.
 #[pyclass(frozen)]
 pub struct WsgiInput {
+    /// The worker thread that lent the input: the only one that may read it.
+    owner: ThreadId,
     /// The lent input, or `None` once the request is over.
     lent: Mutex<Option<Lent>>,
 }
@@ -50,13 +48,11 @@ impl WsgiInput {
         py: Python<'py>,
         input: &mut Input<'_>,
     ) -> PyResult<(Bound<'py, WsgiInput>, Closing)> {
-        let lent = Lent {
-            input: (input as *mut Input<'_>).cast::<Input<'static>>(),
-            owner: thread::current().id(),
-        };
+        let lent = Lent((input as *mut Input<'_>).cast::<Input<'static>>());
         let object = Bound::new(
             py,
             WsgiInput {
+                owner: thread::current().id(),
                 lent: Mutex::new(Some(lent)),
             },
         )?;
@@ -64,31 +60,33 @@ impl WsgiInput {
         Ok((object, closing))
     }
 
-    /// Runs `f` on the lent input.
-    fn with_input<T>(
+    /// Runs `f` on the lent input, with the GIL released while it waits for the client.
+    fn with_input<T: Send>(
         &self,
-        f: impl FnOnce(&mut Input<'static>) -> std::io::Result<T>,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Input<'static>) -> std::io::Result<T> + Send,
     ) -> PyResult<T> {
-        let guard = self.lent.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(lent) = guard.as_ref() else {
-            return Err(PyValueError::new_err(
-                "wsgi.input is closed: the request is over",
-            ));
-        };
-        if lent.owner != thread::current().id() {
+        if self.owner != thread::current().id() {
             return Err(PyRuntimeError::new_err(
                 "wsgi.input read from another thread",
             ));
         }
+        let mut guard = self.lent.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(lent) = guard.as_mut() else {
+            return Err(PyValueError::new_err(
+                "wsgi.input is closed: the request is over",
+            ));
+        };
         // SAFETY: see `Lent`: this is the owner thread, the call is in progress (the loan is
         // still there) and the mutex is held.
-        let input = unsafe { &mut *lent.input };
-        f(input).map_err(|e| PyOSError::new_err(e.to_string()))
+        let input = unsafe { &mut *lent.0 };
+        py.detach(|| f(input))
+            .map_err(|e| PyOSError::new_err(e.to_string()))
     }
 
     /// Reads up to `limit` bytes, or to the end of the body.
-    fn read_up_to(&self, limit: usize) -> PyResult<Vec<u8>> {
-        self.with_input(|input| {
+    fn read_up_to(&self, py: Python<'_>, limit: usize) -> PyResult<Vec<u8>> {
+        self.with_input(py, |input| {
             let mut out = Vec::new();
             input.take(limit as u64).read_to_end(&mut out)?;
             Ok(out)
@@ -96,8 +94,8 @@ impl WsgiInput {
     }
 
     /// Reads a line (up to and including `\n`), at most `limit` bytes.
-    fn read_line(&self, limit: usize) -> PyResult<Vec<u8>> {
-        self.with_input(|input| {
+    fn read_line(&self, py: Python<'_>, limit: usize) -> PyResult<Vec<u8>> {
+        self.with_input(py, |input| {
             let mut line = Vec::new();
             let mut byte = [0u8; 1];
             while line.len() < limit && input.read(&mut byte)? == 1 {
@@ -122,12 +120,12 @@ fn limit(size: Option<isize>) -> usize {
 impl WsgiInput {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(PyBytes::new(py, &self.read_up_to(limit(size))?))
+        Ok(PyBytes::new(py, &self.read_up_to(py, limit(size))?))
     }
 
     #[pyo3(signature = (size=None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
-        Ok(PyBytes::new(py, &self.read_line(limit(size))?))
+        Ok(PyBytes::new(py, &self.read_line(py, limit(size))?))
     }
 
     #[pyo3(signature = (hint=None))]
@@ -139,7 +137,7 @@ impl WsgiInput {
         let hint = limit(hint);
         let (mut lines, mut total) = (Vec::new(), 0);
         loop {
-            let line = self.read_line(READ_ALL_LIMIT)?;
+            let line = self.read_line(py, READ_ALL_LIMIT)?;
             if line.is_empty() {
                 return Ok(lines);
             }
@@ -156,7 +154,7 @@ impl WsgiInput {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = self.read_line(READ_ALL_LIMIT)?;
+        let line = self.read_line(py, READ_ALL_LIMIT)?;
         Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
     }
 }

@@ -125,3 +125,17 @@ def short(environ, start_response):
     """Declares 10 bytes and sends 5."""
     start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '10')])
     return iter([b'12345'])
+
+
+READING = threading.Event()
+
+
+def upload_or_probe(environ, start_response):
+    """/upload reads its whole body; any other path says whether an upload is being read."""
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    if environ['PATH_INFO'] == '/upload':
+        READING.set()
+        body = environ['wsgi.input'].read()
+        READING.clear()
+        return [b'%d' % len(body)]
+    return [b'reading' if READING.is_set() else b'idle']
