@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustix::event::{epoll, poll, PollFd, PollFlags, Timespec};
-use rustix::net::{recv, RecvFlags};
 use slab::Slab;
 
 use crate::dispatcher::Connection;
 use crate::stats::{Gauge, Stats};
+use crate::worker::has_input;
 
 /// Gives every set a distinct id, so that a ticket names the set it belongs to.
 static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
@@ -378,12 +378,6 @@ fn request_overdue(conn: &Connection, now: Instant) -> bool {
         .request_deadline
         .is_some_and(|deadline| deadline <= now);
     overdue && !has_input(&conn.stream)
-}
-
-/// Whether bytes wait unread on the socket.
-fn has_input(stream: &std::net::TcpStream) -> bool {
-    let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
-    matches!(recv(stream, &mut [0u8; 1], flags), Ok((1, _)))
 }
 
 fn token(key: usize, generation: u32) -> u64 {

@@ -91,7 +91,7 @@ impl Monitor {
 /// Resets a connection whose client stopped reading its response.
 fn give_up_sending(conn: Connection) {
     log::debug!("{}: response not read in time; resetting", conn.peer);
-    let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+    crate::worker::reset(&conn.stream);
 }
 
 impl Monitor {

@@ -25,6 +25,7 @@ use crate::stats::Stats;
 pub use outbox::Outbox;
 pub use session::PREBUFFER_BODY;
 pub(crate) use session::{serve, Buffers, Outcome};
+pub(crate) use socket::{has_input, reset};
 
 /// How connections are served: what every worker of one pool shares.
 pub struct Settings {

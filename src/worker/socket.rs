@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::{recv, RecvFlags};
 
 use super::budget::Budget;
 use super::outbox::{sendfile_now, write_now, Unsent};
@@ -28,6 +29,18 @@ const LINGER_ON_CLOSE: Duration = Duration::from_millis(500);
 
 /// The most bytes drained while closing.
 const LINGER_BYTES: usize = 64 * 1024;
+
+/// Whether bytes wait unread on `stream` (blocking or not; it does not wait).
+pub(crate) fn has_input(stream: &TcpStream) -> bool {
+    let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+    matches!(recv(stream, &mut [0u8; 1], flags), Ok((1, _)))
+}
+
+/// Makes dropping `stream` reset the connection (`SO_LINGER` 0), discarding what the client
+/// has not received: for a response cut short, which must not keep trickling out.
+pub(crate) fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
 
 /// The client connection as a worker drives it.
 pub(crate) struct Socket {
@@ -92,7 +105,7 @@ impl Socket {
         loop {
             match self.read_now(out) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.wait(PollFlags::IN, budget)?
+                    wait(&self.stream, PollFlags::IN, budget)?
                 }
                 Ok(n) => {
                     budget.moved(n);
@@ -121,20 +134,6 @@ impl Socket {
         }
     }
 
-    /// Waits until the socket is ready for `flags`, charging the wait to `budget`.
-    fn wait(&self, flags: PollFlags, budget: &mut Budget) -> io::Result<()> {
-        let left = Timespec::try_from(budget.left()?).map_err(io::Error::other)?;
-        let since = Instant::now();
-        let mut fds = [PollFd::new(&self.stream, flags)];
-        let result = poll(&mut fds, Some(&left));
-        budget.waited_since(since);
-        match result {
-            Ok(0) => Err(io::ErrorKind::TimedOut.into()),
-            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Whether the last read emptied the receive queue (see [`Socket::drained`]'s field).
     pub(crate) fn drained(&self) -> bool {
         self.drained
@@ -143,7 +142,7 @@ impl Socket {
     /// Whether unread input waits now (it may have arrived after the last read): closing
     /// then would make the kernel reset the connection.
     pub(crate) fn has_input(&self) -> bool {
-        !self.drained || self.stream.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0)
+        !self.drained || has_input(&self.stream)
     }
 
     /// Starts a response: it gets a full write budget.
@@ -230,20 +229,16 @@ impl Socket {
 
     /// Waits out a full send buffer within the budget; other errors end the write.
     fn write_failed(&mut self, err: io::Error) -> io::Result<()> {
-        let mut budget = self.writes.clone();
-        let waited = match err.kind() {
+        match err.kind() {
             io::ErrorKind::Interrupted => Ok(()),
-            io::ErrorKind::WouldBlock => self.wait(PollFlags::OUT, &mut budget),
+            io::ErrorKind::WouldBlock => wait(&self.stream, PollFlags::OUT, &mut self.writes),
             _ => Err(err),
-        };
-        self.writes = budget;
-        waited
+        }
     }
 
-    /// Closes with a reset, dropping what the client has not received: after a response was
-    /// cut short (a client that stopped reading must not keep the rest trickling out).
+    /// Closes with a reset (see [`reset`]).
     pub(crate) fn abort(self) {
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        reset(&self.stream);
     }
 
     /// Closes after an error answer or with unread input: stop sending, drain briefly, then
@@ -260,5 +255,19 @@ impl Socket {
                 }
             }
         });
+    }
+}
+
+/// Waits until `stream` is ready for `flags`, charging the wait to `budget`.
+fn wait(stream: &TcpStream, flags: PollFlags, budget: &mut Budget) -> io::Result<()> {
+    let left = Timespec::try_from(budget.left()?).map_err(io::Error::other)?;
+    let since = Instant::now();
+    let mut fds = [PollFd::new(stream, flags)];
+    let result = poll(&mut fds, Some(&left));
+    budget.waited_since(since);
+    match result {
+        Ok(0) => Err(io::ErrorKind::TimedOut.into()),
+        Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
