@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use http::header::{
-    HeaderValue, ACCEPT_RANGES, ALLOW, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION,
+    HeaderName, HeaderValue, ACCEPT_RANGES, ALLOW, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    LAST_MODIFIED, LOCATION,
 };
 use http::StatusCode;
 
@@ -132,30 +133,28 @@ fn serve_file(env: &Environ, mut file: File, meta: &Metadata, name: &Path) -> Re
 
 fn with_validators(reply: Reply, validators: &Validators) -> Reply {
     let modified = httpdate::fmt_http_date(validators.modified);
-    let mut reply = reply;
-    if let Ok(etag) = HeaderValue::from_str(&validators.etag) {
-        reply = reply.header(ETAG, etag);
-    }
-    match HeaderValue::from_str(&modified) {
-        Ok(date) => reply.header(LAST_MODIFIED, date),
-        Err(_) => reply,
-    }
+    let reply = with_text(reply, ETAG, &validators.etag);
+    with_text(reply, LAST_MODIFIED, &modified)
 }
 
 fn partial(start: u64, len: u64, meta: &Metadata) -> Reply {
     let range = format!("bytes {start}-{}/{}", start + len - 1, meta.len());
-    let reply = Reply::new(StatusCode::PARTIAL_CONTENT);
-    match HeaderValue::from_str(&range) {
-        Ok(range) => reply.header(CONTENT_RANGE, range),
-        Err(_) => reply,
-    }
+    with_text(
+        Reply::new(StatusCode::PARTIAL_CONTENT),
+        CONTENT_RANGE,
+        &range,
+    )
 }
 
 fn unsatisfiable(meta: &Metadata) -> Reply {
-    let range = format!("bytes */{}", meta.len());
     let reply = text(StatusCode::RANGE_NOT_SATISFIABLE, "Range Not Satisfiable\n");
-    match HeaderValue::from_str(&range) {
-        Ok(range) => reply.header(CONTENT_RANGE, range),
+    with_text(reply, CONTENT_RANGE, &format!("bytes */{}", meta.len()))
+}
+
+/// Adds a header built from text (these are all ASCII; one that were not would be left out).
+fn with_text(reply: Reply, name: HeaderName, value: &str) -> Reply {
+    match HeaderValue::from_str(value) {
+        Ok(value) => reply.header(name, value),
         Err(_) => reply,
     }
 }
