@@ -25,33 +25,36 @@ pub struct PyChunks {
     first: Option<Bytes>,
 }
 
-/// The body: `Ok(Err(bytes))` when it is all known, `Ok(Ok(chunks))` to stream.
-pub fn body(
-    result: &Bound<'_, PyAny>,
-    start: &Bound<'_, StartResponse>,
-) -> PyResult<Result<PyChunks, Bytes>> {
-    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
-        return collect(result, start).map(Err);
+/// A response body from Python.
+pub enum PyBody {
+    /// All of it, known at once (a list or tuple, or an iterable that yielded nothing).
+    Whole(Bytes),
+    /// The first chunk is known; the rest is pulled as the connection takes it.
+    Streamed(PyChunks),
+}
+
+/// The body of what the application returned.
+pub fn body(result: &Bound<'_, PyAny>, start: &Bound<'_, StartResponse>) -> PyResult<PyBody> {
+    if is_sequence(result) {
+        return collect(result, start).map(PyBody::Whole);
     }
     let iter = result.try_iter()?;
     let mut first = start.borrow_mut().take_written();
     for chunk in iter.clone() {
         let chunk = chunk?;
-        let chunk = as_bytes(&chunk)?;
+        let chunk = body_bytes(&chunk, start)?;
         if !chunk.is_empty() {
-            start.borrow_mut().body_started()?;
             first.extend_from_slice(chunk);
-            let chunks = PyChunks {
+            return Ok(PyBody::Streamed(PyChunks {
                 result: result.clone().unbind(),
                 iter: iter.unbind(),
                 start: start.clone().unbind(),
                 first: Some(Bytes::from(first)),
-            };
-            return Ok(Ok(chunks));
+            }));
         }
     }
     close(result)?;
-    Ok(Err(Bytes::from(first)))
+    Ok(PyBody::Whole(Bytes::from(first)))
 }
 
 /// All chunks of a list or tuple, after what `write()` produced.
@@ -59,21 +62,24 @@ fn collect(result: &Bound<'_, PyAny>, start: &Bound<'_, StartResponse>) -> PyRes
     let mut body = start.borrow_mut().take_written();
     if body.is_empty() && result.len()? == 1 {
         let only = result.get_item(0)?;
-        let only = as_bytes(&only)?;
-        if !only.is_empty() {
-            start.borrow_mut().body_started()?;
-        }
-        return Ok(Bytes::copy_from_slice(only));
+        return Ok(Bytes::copy_from_slice(body_bytes(&only, start)?));
     }
     for chunk in result.try_iter()? {
-        let chunk = chunk?;
-        let chunk = as_bytes(&chunk)?;
-        if !chunk.is_empty() {
-            start.borrow_mut().body_started()?;
-        }
-        body.extend_from_slice(chunk);
+        body.extend_from_slice(body_bytes(&chunk?, start)?);
     }
     Ok(Bytes::from(body))
+}
+
+/// A chunk's bytes; a non-empty one starts the body (the headers are final from then on).
+fn body_bytes<'a>(
+    chunk: &'a Bound<'_, PyAny>,
+    start: &Bound<'_, StartResponse>,
+) -> PyResult<&'a [u8]> {
+    let bytes = as_bytes(chunk)?;
+    if !bytes.is_empty() {
+        start.borrow_mut().body_started()?;
+    }
+    Ok(bytes)
 }
 
 fn as_bytes<'a>(chunk: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
@@ -83,9 +89,14 @@ fn as_bytes<'a>(chunk: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     Ok(bytes.as_bytes())
 }
 
+/// A list or a tuple: taken at once, with no `close()` to call.
+fn is_sequence(result: &Bound<'_, PyAny>) -> bool {
+    result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>()
+}
+
 /// Calls the result's `close()`, if it has one (PEP 3333: always, even after an error).
 pub fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
-    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+    if is_sequence(result) {
         return Ok(());
     }
     match result.getattr_opt(intern!(result.py(), "close"))? {

@@ -22,6 +22,7 @@ use pyo3::prelude::*;
 
 use crate::app::{Application, Body, Environ, Input, Reply};
 
+use body::PyBody;
 use input::WsgiInput;
 use start_response::StartResponse;
 
@@ -87,8 +88,8 @@ impl PythonApp {
         let environ = environ::build(py, env, wsgi_input, self.errors.bind(py))?;
         let result = self.app.bind(py).call1((environ, &start))?;
         let body = match body::body(&result, &start) {
-            Ok(Ok(chunks)) => Body::Stream(Box::new(chunks)),
-            Ok(Err(bytes)) => Body::Bytes(bytes),
+            Ok(PyBody::Streamed(chunks)) => Body::Stream(Box::new(chunks)),
+            Ok(PyBody::Whole(bytes)) => Body::Bytes(bytes),
             Err(err) => {
                 body::close(&result)?;
                 return Err(err);
@@ -118,8 +119,8 @@ impl Application for PythonApp {
 /// Runs `f` with the GIL. The first time on a thread, the thread gets a Python thread state
 /// that it keeps (creating one per request would cost several microseconds).
 pub(crate) fn attach<T>(f: impl for<'py> FnOnce(Python<'py>) -> T) -> T {
-    Python::initialize();
     if !KEPT.get() {
+        Python::initialize();
         // SAFETY: the interpreter is initialized (above). `PyGILState_Ensure` creates this
         // thread's state and takes the GIL; `PyEval_SaveThread` gives the GIL back at once.
         // The state stays registered (its count is left at one), so later attaches on this
