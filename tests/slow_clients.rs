@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use common::client::{get, Conn};
+use common::client::{get, Conn, Resp};
 use common::{TestServer, CLIENT_TIMEOUT};
 use skyrocket::Stop;
 
@@ -34,8 +34,11 @@ fn trickle_until_answered(stream: &mut TcpStream, bytes: &[u8]) -> usize {
     sent
 }
 
-#[test]
-fn two_hundred_trickling_heads_hold_no_worker_and_others_are_served() {
+/// Starts a server with at most 4 workers, has 200 clients send `started` in rounds (one
+/// part per round), checks that ordinary clients are served meanwhile and that the pool
+/// stayed within its 4 workers, then has every slow client send `rest` and returns their
+/// responses.
+fn two_hundred_slow_clients(started: &[&[u8]], rest: &[u8]) -> Vec<Resp> {
     let server = TestServer::start(
         TestServer::config()
             .min_threads(2)
@@ -43,11 +46,10 @@ fn two_hundred_trickling_heads_hold_no_worker_and_others_are_served() {
             .read_timeout(Duration::from_secs(60)),
     );
     let mut slow: Vec<Conn> = (0..200).map(|_| Conn::new(server.connect())).collect();
-    for conn in &mut slow {
-        conn.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n");
-    }
-    for conn in &mut slow {
-        conn.send(b"X-Slow: 1\r\n");
+    for part in started {
+        for conn in &mut slow {
+            conn.send(part);
+        }
     }
     for _ in 0..5 {
         let resp = Conn::new(server.connect()).request(&get("/hello"));
@@ -55,35 +57,23 @@ fn two_hundred_trickling_heads_hold_no_worker_and_others_are_served() {
     }
     assert!(server.status().threads <= 4);
     for conn in &mut slow {
-        conn.send(b"\r\n");
+        conn.send(rest);
     }
-    for conn in &mut slow {
-        let resp = conn.response(false);
+    slow.iter_mut().map(|conn| conn.response(false)).collect()
+}
+
+#[test]
+fn two_hundred_trickling_heads_hold_no_worker_and_others_are_served() {
+    let head: [&[u8]; 2] = [b"GET /hello HTTP/1.1\r\nHost: t\r\n", b"X-Slow: 1\r\n"];
+    for resp in two_hundred_slow_clients(&head, b"\r\n") {
         assert_eq!(resp.status, 200, "a head completed in time is served");
     }
 }
 
 #[test]
 fn two_hundred_slow_small_bodies_hold_no_worker_and_others_are_served() {
-    let server = TestServer::start(
-        TestServer::config()
-            .min_threads(2)
-            .max_threads(4)
-            .read_timeout(Duration::from_secs(60)),
-    );
-    let mut slow: Vec<Conn> = (0..200).map(|_| Conn::new(server.connect())).collect();
-    for conn in &mut slow {
-        conn.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc");
-    }
-    for _ in 0..5 {
-        let resp = Conn::new(server.connect()).request(&get("/hello"));
-        assert_eq!(resp.status, 200, "an ordinary client is served meanwhile");
-    }
-    for conn in &mut slow {
-        conn.send(b"def");
-    }
-    for conn in &mut slow {
-        let resp = conn.response(false);
+    let start: [&[u8]; 1] = [b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc"];
+    for resp in two_hundred_slow_clients(&start, b"def") {
         assert_eq!((resp.status, resp.text().as_str()), (200, "abcdef"));
     }
 }
