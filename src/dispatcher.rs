@@ -278,7 +278,7 @@ impl actix::Handler<Connection> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, conn: Connection, _ctx: &mut Self::Context) {
-        self.pool.settings.stats.connection_arrived();
+        self.stats.connection_arrived();
         let peer = conn.peer;
         if let Err(e) = self.pool.idle.admit(conn, true) {
             log::warn!("{peer}: cannot watch new connection: {e}");
