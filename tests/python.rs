@@ -139,6 +139,99 @@ fn the_standard_validator_accepts_the_server() {
     assert_eq!((resp.status, resp.text().as_str()), (200, "abc"));
 }
 
+/// The bytes of `DATA` in wsgi_apps.py: every byte value, 400 times.
+fn data() -> Vec<u8> {
+    (0..400).flat_map(|_| 0..=255u8).collect()
+}
+
+#[test]
+fn the_standard_validator_accepts_every_kind_of_request_and_response() {
+    let chunked = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let head = b"HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+    let table: [(&[u8], u16, &[u8]); 8] = [
+        (&get("/hello"), 200, b"Hello, World!"),
+        (head, 200, b""),
+        (&post("/echo", b"with a length"), 200, b"with a length"),
+        (chunked, 200, b"hello world"),
+        (&get("/stream"), 200, b"one two three"),
+        (&get("/write"), 200, b"written, returned"),
+        (&get("/exc_info"), 500, b"replaced"),
+        (&get("/file"), 200, &data()),
+    ];
+    let server = serve("validated_routes");
+    let mut conn = Conn::new(server.connect());
+    for (raw, status, body) in table {
+        conn.send(raw);
+        let resp = conn.response(raw.starts_with(b"HEAD"));
+        let what = String::from_utf8_lossy(&raw[..raw.len().min(20)]);
+        assert_eq!((resp.status, &resp.body[..]), (status, body), "{what}");
+    }
+}
+
+#[test]
+fn a_file_wrapper_sends_the_file_from_its_position_up_to_the_declared_length() {
+    let server = serve("file_wrapped");
+    let mut conn = Conn::new(server.connect());
+    let data = data();
+    let table: [(&str, &[u8]); 3] = [
+        ("/whole?t", &data[10..]),
+        ("/declared?t", &data[10..1010]),
+        ("/memory", &data),
+    ];
+    for (path, expected) in table {
+        let resp = conn.request(&get(path));
+        assert_eq!(resp.status, 200, "{path}");
+        assert!(resp.body == expected, "{path}: {} bytes", resp.body.len());
+    }
+    assert_eq!(
+        conn.request(&get("/closed?t")).text(),
+        "2",
+        "both files closed"
+    );
+}
+
+#[test]
+fn a_file_shorter_than_its_declared_length_closes_the_connection_after_it() {
+    use std::io::{Read, Write};
+    let server = serve("file_wrapped");
+    let mut stream = server.connect();
+    stream
+        .write_all(&[get("/longer"), get("/whole")].concat())
+        .unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).expect("a clean close");
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        received[head_end..] == data()[10..],
+        "the file's rest, then the close"
+    );
+}
+
+#[test]
+fn a_slow_reader_of_a_wrapped_file_holds_no_worker() {
+    let app = PythonApp::load("wsgi_apps:file_wrapped", &[apps_dir()]).expect("loads");
+    let server = TestServer::start(
+        Config::builder()
+            .bind("127.0.0.1:0")
+            .min_threads(1)
+            .max_threads(1)
+            .read_timeout(std::time::Duration::from_secs(60))
+            .handle_signals(false)
+            .app(app),
+    );
+    let mut slow = Conn::new(server.connect_small_window());
+    slow.send(&get("/big"));
+    server.wait_for("the file waits in the idle set", |s| {
+        s.idle_connections == 1 && s.busy == 0
+    });
+    let resp = Conn::new(server.connect()).request(&get("/memory"));
+    assert_eq!(resp.status, 200, "the only worker is free");
+    let resp = slow.response(false);
+    assert_eq!(resp.body.len(), 32 << 20);
+    assert!(resp.body.iter().all(|&b| b == 0));
+}
+
 #[test]
 fn ten_requests_run_in_the_application_at_once() {
     let server = serve("meet");

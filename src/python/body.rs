@@ -2,6 +2,7 @@
 //! pulled chunk by chunk as the worker writes (the GIL held for each pull, not while writing),
 //! and its `close()` is called when the response ends, however it ends.
 
+use std::fs::File;
 use std::io;
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
 
+use super::file_wrapper::FileWrapper;
 use super::start_response::StartResponse;
 use super::{attach, traceback};
 
@@ -31,12 +33,23 @@ pub enum PyBody {
     Whole(Bytes),
     /// The first chunk is known; the rest is pulled as the connection takes it.
     Streamed(PyChunks),
+    /// `len` bytes of a real file from its current position (a `wsgi.file_wrapper`), sent
+    /// with `sendfile`.
+    File {
+        /// A descriptor of our own, positioned at the first byte to send.
+        file: File,
+        /// The bytes left in the file, or the declared `Content-Length` if any.
+        len: u64,
+    },
 }
 
 /// The body of what the application returned.
 pub fn body(result: &Bound<'_, PyAny>, start: &Bound<'_, StartResponse>) -> PyResult<PyBody> {
     if is_sequence(result) {
         return collect(result, start).map(PyBody::Whole);
+    }
+    if let Some(file) = real_file(result, start)? {
+        return Ok(file);
     }
     let iter = result.try_iter()?;
     let mut first = start.borrow_mut().take_written();
@@ -55,6 +68,26 @@ pub fn body(result: &Bound<'_, PyAny>, start: &Bound<'_, StartResponse>) -> PyRe
     }
     close(result)?;
     Ok(PyBody::Whole(Bytes::from(first)))
+}
+
+/// A `wsgi.file_wrapper` around a real file, with nothing from `write()` to send first.
+fn real_file(
+    result: &Bound<'_, PyAny>,
+    start: &Bound<'_, StartResponse>,
+) -> PyResult<Option<PyBody>> {
+    let Ok(wrapper) = result.cast::<FileWrapper>() else {
+        return Ok(None);
+    };
+    if start.borrow().has_written() {
+        return Ok(None);
+    }
+    let Some((file, left)) = wrapper.borrow().real_file(result.py()) else {
+        return Ok(None);
+    };
+    let mut start = start.borrow_mut();
+    start.body_started()?;
+    let len = start.declared_length().unwrap_or(left);
+    Ok(Some(PyBody::File { file, len }))
 }
 
 /// All chunks of a list or tuple, after what `write()` produced.

@@ -8,6 +8,7 @@ use pyo3::{ffi, intern};
 use crate::app::environ::http_key;
 use crate::app::Environ;
 
+use super::file_wrapper::FileWrapper;
 use super::input::WsgiInput;
 
 /// The environ dict of one request.
@@ -27,6 +28,10 @@ pub fn build<'py>(
     dict.set_item(intern!(py, "wsgi.multithread"), true)?;
     dict.set_item(intern!(py, "wsgi.multiprocess"), false)?;
     dict.set_item(intern!(py, "wsgi.run_once"), false)?;
+    dict.set_item(
+        intern!(py, "wsgi.file_wrapper"),
+        py.get_type::<FileWrapper>(),
+    )?;
     Ok(dict)
 }
 

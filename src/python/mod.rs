@@ -7,6 +7,7 @@
 
 mod body;
 mod environ;
+mod file_wrapper;
 mod input;
 mod start_response;
 
@@ -90,6 +91,10 @@ impl PythonApp {
         let body = match body::body(&result, &start) {
             Ok(PyBody::Streamed(chunks)) => Body::Stream(Box::new(chunks)),
             Ok(PyBody::Whole(bytes)) => Body::Bytes(bytes),
+            Ok(PyBody::File { file, len }) => {
+                body::close(&result)?;
+                Body::FilePart { file, len }
+            }
             Err(err) => {
                 body::close(&result)?;
                 return Err(err);

@@ -66,6 +66,18 @@ impl StartResponse {
         std::mem::take(&mut self.written)
     }
 
+    /// Whether `write()` produced bytes not taken yet.
+    pub(crate) fn has_written(&self) -> bool {
+        !self.written.is_empty()
+    }
+
+    /// The `Content-Length` the application declared, if any and valid.
+    pub(crate) fn declared_length(&self) -> Option<u64> {
+        let (_, value) =
+            (self.headers.iter()).find(|(name, _)| name.eq_ignore_ascii_case(b"content-length"))?;
+        std::str::from_utf8(value).ok()?.trim().parse().ok()
+    }
+
     /// Notes that the body has begun; an error if `start_response` was not called.
     pub(crate) fn body_started(&mut self) -> PyResult<()> {
         if self.status.is_none() {

@@ -89,7 +89,7 @@ pub(crate) fn write_now(stream: &TcpStream, data: &[u8], more: bool) -> io::Resu
 }
 
 /// Sends up to `left` bytes of `file` with `sendfile` without waiting; a file that ends first
-/// is an error (the response promised those bytes).
+/// is an error (the response promised those bytes) that [`file_ended`] recognises.
 pub(crate) fn sendfile_now(stream: &TcpStream, file: &File, left: u64) -> io::Result<u64> {
     let mut sent = 0u64;
     while sent < left {
@@ -103,6 +103,12 @@ pub(crate) fn sendfile_now(stream: &TcpStream, file: &File, left: u64) -> io::Re
         }
     }
     Ok(sent)
+}
+
+/// Whether `err` means that a response's file ended before the bytes it promised: everything
+/// before was sent, so the response is cut short, not garbled.
+pub(crate) fn file_ended(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::UnexpectedEof
 }
 
 /// Unsent response bytes and what to do once they are sent.

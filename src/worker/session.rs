@@ -17,7 +17,7 @@ use crate::monitor::Ticket;
 
 use super::body::{BodyFault, BodyReader};
 use super::budget::Budget;
-use super::outbox::Outbox;
+use super::outbox::{self, Outbox};
 use super::respond::{write_reply, Plan};
 use super::socket::Socket;
 use super::Settings;
@@ -211,6 +211,7 @@ impl Session<'_> {
             .restore_queue(std::mem::take(&mut outbox.unsent));
         match self.socket.flush_queue() {
             Ok(sent) => outbox.sent(sent, self.settings.read_timeout),
+            Err(e) if self.file_ended(&e) => return End::Close,
             Err(_) => return End::Abort,
         }
         match (self.socket.queued(), outbox.keep_alive) {
@@ -219,6 +220,16 @@ impl Session<'_> {
             (false, true) => self.serve_requests(),
             (false, false) => End::Close,
         }
+    }
+
+    /// Whether a response failed because its file was shorter than promised: all of the file
+    /// was sent, so the connection closes cleanly (anything else resets it).
+    fn file_ended(&self, err: &std::io::Error) -> bool {
+        let ended = outbox::file_ended(err);
+        if ended {
+            log::debug!("{}: the response's file ended early; closing", self.peer);
+        }
+        ended
     }
 
     fn serve_requests(&mut self) -> End {
@@ -319,8 +330,10 @@ impl Session<'_> {
                 Err(std::io::Error::other("response body panicked"))
             });
         self.settings.stats.request_served();
-        let Ok(sent) = sent else {
-            return After::Abort;
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(e) if self.file_ended(&e) => return After::Close,
+            Err(_) => return After::Abort,
         };
         log_access(&environ, sent.status, sent.body_bytes);
         match (self.socket.queued(), sent.keep_alive) {

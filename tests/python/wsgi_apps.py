@@ -1,6 +1,13 @@
 """WSGI applications for tests/python.rs."""
+import io
+import os
+import tempfile
 import threading
+import warnings
 import wsgiref.validate
+
+# The validator's warnings are failures here, not lines on stderr.
+warnings.simplefilter('error', wsgiref.validate.WSGIWarning)
 
 CLOSED = []
 
@@ -139,3 +146,101 @@ def upload_or_probe(environ, start_response):
         READING.clear()
         return [b'%d' % len(body)]
     return [b'reading' if READING.is_set() else b'idle']
+
+
+# 100 KiB with every byte value (over 16 KiB, so the server uses sendfile for it).
+DATA = bytes(range(256)) * 400
+DATA_PATH = os.path.join(tempfile.mkdtemp(prefix='skyrocket-wsgi-'), 'data.bin')
+with open(DATA_PATH, 'wb') as f:
+    f.write(DATA)
+# A sparse 32 MiB file of zeros, for a client that reads slowly.
+BIG_PATH = os.path.join(os.path.dirname(DATA_PATH), 'big.bin')
+with open(BIG_PATH, 'wb') as f:
+    f.truncate(32 * 1024 * 1024)
+FILES_CLOSED = []
+
+
+class TrackedFile(io.FileIO):
+    """A real file that records close() under a tag."""
+
+    def __init__(self, path, tag):
+        super().__init__(path)
+        self.tag = tag
+
+    def close(self):
+        if not self.closed:
+            FILES_CLOSED.append(self.tag)
+        super().close()
+
+
+def file_wrapped(environ, start_response):
+    """wsgi.file_wrapper over: a buffered file read 10 bytes into (/whole), with a declared
+    Content-Length shorter (/declared) or longer (/longer) than the rest, an in-memory file
+    (/memory), a large file (/big); /closed counts the files closed with the query string as
+    their tag."""
+    path = environ['PATH_INFO']
+    tag = environ['QUERY_STRING']
+    headers = [('Content-Type', 'application/octet-stream')]
+    if path == '/closed':
+        start_response('200 OK', headers)
+        return [b'%d' % FILES_CLOSED.count(tag)]
+    if path == '/memory':
+        filelike = io.BytesIO(DATA)
+    elif path == '/big':
+        filelike = TrackedFile(BIG_PATH, tag)
+    else:
+        filelike = io.BufferedReader(TrackedFile(DATA_PATH, tag))
+        filelike.read(10)
+    if path == '/declared':
+        headers.append(('Content-Length', '1000'))
+    if path == '/longer':
+        headers.append(('Content-Length', str(len(DATA))))
+    start_response('200 OK', headers)
+    return environ['wsgi.file_wrapper'](filelike, 4096)
+
+
+def _read_all(stream):
+    """The whole body, with read(size) only (the validator allows no other form)."""
+    parts = []
+    while True:
+        part = stream.read(8192)
+        if not part:
+            return b''.join(parts)
+        parts.append(part)
+
+
+def _stream():
+    for part in (b'one ', b'two ', b'three'):
+        yield part
+
+
+def routes(environ, start_response):
+    """One application for every case the validator should see."""
+    path = environ['PATH_INFO']
+    plain = [('Content-Type', 'text/plain')]
+    if path == '/echo':
+        body = _read_all(environ['wsgi.input'])
+        start_response('200 OK', plain)
+        return [body]
+    if path == '/stream':
+        start_response('200 OK', plain)
+        return _stream()
+    if path == '/write':
+        start_response('200 OK', plain)(b'written, ')
+        return [b'returned']
+    if path == '/exc_info':
+        start_response('200 OK', plain)
+        try:
+            raise ValueError('replaced')
+        except ValueError:
+            import sys
+            start_response('500 Internal Server Error', plain, sys.exc_info())
+        return [b'replaced']
+    if path == '/file':
+        start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+        return environ['wsgi.file_wrapper'](open(DATA_PATH, 'rb'))
+    start_response('200 OK', plain)
+    return [b'Hello, World!']
+
+
+validated_routes = wsgiref.validate.validator(routes)
