@@ -1,6 +1,7 @@
 //! With the `python` feature: records where the linked libpython lives (an rpath), so that the
-//! binary loads the interpreter it was built against without `LD_LIBRARY_PATH`. Without the
-//! feature it does nothing.
+//! binary loads the interpreter it was built against without `LD_LIBRARY_PATH`, and which
+//! Python that was (`SKYROCKET_PYTHON`), so that the interpreter starts as that one would.
+//! Without the feature it does nothing.
 
 fn main() {
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
@@ -13,5 +14,8 @@ fn python() {
     let config = pyo3_build_config::get();
     if let Some(dir) = config.lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+    if let Some(python) = config.executable() {
+        println!("cargo:rustc-env=SKYROCKET_PYTHON={python}");
     }
 }

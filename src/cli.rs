@@ -1,7 +1,7 @@
 //! The command line shared by the `skyrocket` binary and the examples.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub struct Cli {
     /// A directory put first on Python's sys.path (repeatable).
     #[arg(long, value_name = "DIR")]
     pub pythonpath: Vec<PathBuf>,
+    /// The virtualenv whose packages the application uses (default: $VIRTUAL_ENV, if set).
+    #[arg(long, value_name = "DIR")]
+    pub virtualenv: Option<PathBuf>,
     /// Directory served by `--method fs`.
     #[arg(long, value_name = "DIR")]
     pub document_root: Option<PathBuf>,
@@ -78,12 +81,21 @@ pub enum MethodArg {
 }
 
 #[cfg(feature = "python")]
-fn python_app(spec: &str, paths: &[PathBuf]) -> Result<crate::python::PythonApp, String> {
+fn python_app(
+    spec: &str,
+    paths: &[PathBuf],
+    virtualenv: Option<&Path>,
+) -> Result<crate::python::PythonApp, String> {
+    crate::python::start(virtualenv).map_err(|e| e.to_string())?;
     crate::python::PythonApp::load(spec, paths).map_err(|e| e.to_string())
 }
 
 #[cfg(not(feature = "python"))]
-fn python_app(spec: &str, _paths: &[PathBuf]) -> Result<crate::demo::Demo, String> {
+fn python_app(
+    spec: &str,
+    _paths: &[PathBuf],
+    _virtualenv: Option<&Path>,
+) -> Result<crate::demo::Demo, String> {
     Err(format!(
         "--app {spec}: this skyrocket was built without the `python` feature"
     ))
@@ -113,7 +125,11 @@ impl Cli {
             builder = builder.queue_size(n);
         }
         if let Some(spec) = &self.app {
-            builder = builder.app(python_app(spec, &self.pythonpath)?);
+            builder = builder.app(python_app(
+                spec,
+                &self.pythonpath,
+                self.virtualenv.as_deref(),
+            )?);
         }
         if self.method == MethodArg::Fs {
             let Some(root) = &self.document_root else {
@@ -148,7 +164,10 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };
-    match crate::run(config, announce) {
+    let served = crate::run(config, announce);
+    #[cfg(feature = "python")]
+    crate::python::run_exit_functions();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }

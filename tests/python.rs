@@ -3,10 +3,13 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::thread;
 
 use common::client::{get, Conn};
+use common::process::{run_to_end, Running};
 use common::TestServer;
 use skyrocket::python::PythonApp;
 use skyrocket::Config;
@@ -312,4 +315,90 @@ fn other_requests_run_while_an_application_waits_for_its_body() {
     upload.write_all(&[b'x'; 80_000]).unwrap();
     let resp = Conn::new(upload).response(false);
     assert_eq!(resp.text(), "100000");
+}
+
+/// A module found only in the virtualenv made by [`virtualenv`]: it answers `sys.prefix`.
+const VENV_APP: &str = "import sys
+
+def app(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [sys.prefix.encode()]
+";
+
+/// A new virtualenv, made with the Python the server embeds, holding the module `venv_only`.
+fn virtualenv(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("skyrocket-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let made = Command::new(env!("SKYROCKET_PYTHON"))
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&dir)
+        .status()
+        .expect("run python -m venv");
+    assert!(made.success(), "python -m venv");
+    let lib = fs::read_dir(dir.join("lib"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    fs::write(lib.path().join("site-packages/venv_only.py"), VENV_APP).unwrap();
+    dir
+}
+
+fn served_text(server: &Running) -> String {
+    let resp = Conn::new(common::connect(server.addrs[0])).request(&get("/"));
+    assert_eq!(resp.status, 200);
+    resp.text()
+}
+
+#[test]
+fn the_binary_imports_from_the_virtualenv_given_or_activated() {
+    let venv = virtualenv("venv");
+    let dir = venv.to_str().unwrap();
+    let args = [
+        "--app",
+        "venv_only:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--no-signals",
+    ];
+    let elsewhere = run_to_end(&args);
+    let stderr = String::from_utf8_lossy(&elsewhere.stderr);
+    assert!(!elsewhere.status.success());
+    assert!(stderr.contains("No module named 'venv_only'"), "{stderr}");
+    let given = Running::start(&[&["--virtualenv", dir][..], &args].concat());
+    assert_eq!(served_text(&given), dir);
+    let activated = Running::start_with(&args, "info", &[("VIRTUAL_ENV", dir)]);
+    assert_eq!(served_text(&activated), dir);
+    let _ = fs::remove_dir_all(&venv);
+}
+
+#[test]
+fn a_directory_that_is_not_a_virtualenv_is_a_one_line_error() {
+    let out = run_to_end(&["--virtualenv", "/", "--app", "wsgi_apps:hello"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("/ is not a usable virtualenv"), "{stderr}");
+}
+
+#[test]
+fn the_applications_exit_functions_run_when_the_binary_stops() {
+    let marker = std::env::temp_dir().join(format!("skyrocket-exit-{}", std::process::id()));
+    let _ = fs::remove_file(&marker);
+    let apps = apps_dir();
+    let mut server = Running::start(&[
+        "--app",
+        "exiting:app",
+        "--pythonpath",
+        apps.to_str().unwrap(),
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    let query = marker.to_str().unwrap().replace('/', "%2F");
+    let resp = Conn::new(common::connect(server.addrs[0])).request(&get(&format!("/?{query}")));
+    assert_eq!(resp.text(), "registered");
+    server.signal("TERM");
+    assert!(server.wait_exit().success());
+    let written = fs::read_to_string(&marker).expect("the exit function wrote its file");
+    assert_eq!(written, "exit functions ran");
+    let _ = fs::remove_file(Path::new(&marker));
 }

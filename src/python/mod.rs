@@ -9,6 +9,7 @@ mod body;
 mod environ;
 mod file_wrapper;
 mod input;
+mod interpreter;
 mod start_response;
 
 use std::cell::Cell;
@@ -22,6 +23,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::app::{Application, Body, Environ, Input, Reply};
+
+pub use interpreter::{run_exit_functions, start};
 
 use body::PyBody;
 use input::WsgiInput;
@@ -56,8 +59,10 @@ impl std::error::Error for LoadError {}
 
 impl PythonApp {
     /// Imports `MODULE:CALLABLE` (`MODULE` alone means `MODULE:application`), with `paths`
-    /// put first on `sys.path`, as gunicorn and granian do.
+    /// put first on `sys.path`, as gunicorn and granian do. Starts the interpreter (see
+    /// [`start`]) if it is not running.
     pub fn load(spec: &str, paths: &[PathBuf]) -> Result<Self, LoadError> {
+        start(None)?;
         let (module, name) = spec.split_once(':').unwrap_or((spec, "application"));
         attach(|py| {
             let sys = py.import("sys").map_err(|e| one_line(py, &e))?;

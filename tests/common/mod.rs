@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod process;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;

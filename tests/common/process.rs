@@ -1,0 +1,145 @@
+//! The `skyrocket` binary run as a user would: a running process killed on drop, or a run to
+//! its end.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The binary under test.
+const BIN: &str = env!("CARGO_BIN_EXE_skyrocket");
+
+/// A running binary, killed and reaped on drop.
+pub struct Running {
+    /// The process.
+    pub child: Child,
+    /// The addresses of its "Listening on sockets" line.
+    pub addrs: Vec<SocketAddr>,
+    /// Its stderr lines after the start-up line.
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// Starts the binary with `args` and waits for its start-up line.
+    pub fn start(args: &[&str]) -> Running {
+        Running::start_with(args, "info", &[])
+    }
+
+    /// The same, with these `RUST_LOG` rules.
+    pub fn start_with_log(args: &[&str], rust_log: &str) -> Running {
+        Running::start_with(args, rust_log, &[])
+    }
+
+    /// The same, with these `RUST_LOG` rules and environment variables.
+    pub fn start_with(args: &[&str], rust_log: &str, envs: &[(&str, &str)]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", rust_log)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start skyrocket");
+        let (line, lines) = listening_line(&mut child);
+        let list = line
+            .split("Listening on sockets: ")
+            .nth(1)
+            .expect("addresses");
+        let addrs = list
+            .split(", ")
+            .map(|a| a.trim().parse().expect(a))
+            .collect();
+        Running {
+            child,
+            addrs,
+            lines,
+        }
+    }
+
+    /// Sends a signal with the system's `kill` command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits (up to 20 s) for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    /// The next stderr line containing `needle` (within 20 s).
+    pub fn line_with(&self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no stderr line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads stderr on a thread (so waits have timeouts) until the start-up line; later lines
+/// keep coming through the receiver.
+fn listening_line(child: &mut Child) -> (String, mpsc::Receiver<String>) {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the start-up line within 20 s");
+        if line.contains("Listening on sockets:") {
+            return (line, rx);
+        }
+    }
+}
+
+/// Runs the binary with `args` until it exits on its own (within 20 s).
+pub fn run_to_end(args: &[&str]) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start skyrocket");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("skyrocket (pid {pid}) should exit on its own"))
+        .expect("output")
+}
