@@ -32,6 +32,9 @@ pub fn build<'py>(
         intern!(py, "wsgi.file_wrapper"),
         py.get_type::<FileWrapper>(),
     )?;
+    // wsgi.input ends where the body ends (Content-Length or chunked), so an application may
+    // read it to its end; werkzeug (Flask) reads a chunked body only when told so.
+    dict.set_item(intern!(py, "wsgi.input_terminated"), true)?;
     Ok(dict)
 }
 
