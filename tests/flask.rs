@@ -149,13 +149,28 @@ const COMPARED: [&str; 7] = [
     "content-disposition",
 ];
 
-/// What must be the same from both servers. `Allow` is sorted: Flask builds it from a set,
-/// whose order changes from one Python process to the next.
-fn answer(resp: &Resp) -> (u16, Vec<(&str, Option<String>)>, bool, String) {
+/// What must be the same from both servers.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: u16,
+    /// The [`COMPARED`] headers. `Allow` is sorted: Flask builds it from a set, whose order
+    /// changes from one Python process to the next.
+    headers: Vec<(&'static str, Option<String>)>,
+    /// Whether the body was chunked (else it had a Content-Length).
+    chunked: bool,
+    body: String,
+}
+
+fn answer(resp: &Resp) -> Answer {
     let headers = COMPARED
         .iter()
         .map(|&h| (h, resp.header(h).map(sorted_if_allow(h))));
-    (resp.status, headers.collect(), resp.chunked, resp.text())
+    Answer {
+        status: resp.status,
+        headers: headers.collect(),
+        chunked: resp.chunked,
+        body: resp.text(),
+    }
 }
 
 fn sorted_if_allow(name: &str) -> impl Fn(&str) -> String + '_ {
