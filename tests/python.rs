@@ -134,14 +134,6 @@ fn environ_strings_are_latin1_and_numbers_are_strings() {
     assert!(text.contains("HTTP_X_TWICE='1,2'"), "{text}");
 }
 
-#[test]
-fn the_standard_validator_accepts_the_server() {
-    let resp = Conn::new(serve("validated_hello").connect()).request(&get("/"));
-    assert_eq!((resp.status, resp.text().as_str()), (200, "Hello, World!"));
-    let resp = Conn::new(serve("validated_echo").connect()).request(&post("/", b"abc"));
-    assert_eq!((resp.status, resp.text().as_str()), (200, "abc"));
-}
-
 /// The bytes of `DATA` in wsgi_apps.py: every byte value, 400 times.
 fn data() -> Vec<u8> {
     (0..400).flat_map(|_| 0..=255u8).collect()
@@ -236,16 +228,30 @@ fn a_slow_reader_of_a_wrapped_file_holds_no_worker() {
 }
 
 #[test]
-fn ten_requests_run_in_the_application_at_once() {
-    let server = serve("meet");
+fn ten_requests_sleep_in_the_application_at_the_same_time() {
+    let app = PythonApp::load("wsgi_apps:sleep_together", &[apps_dir()]).expect("loads");
+    let config = Config::builder().bind("127.0.0.1:0").min_threads(10);
+    let server = TestServer::start(config.handle_signals(false).app(app));
     let addr = server.addr;
     let clients: Vec<_> = (0..10)
         .map(|_| thread::spawn(move || Conn::new(common::connect(addr)).request(&get("/"))))
         .collect();
-    for client in clients {
-        let resp = client.join().unwrap();
-        assert_eq!((resp.status, resp.text().as_str()), (200, "met"));
-    }
+    let sleeps: Vec<(f64, f64)> = clients
+        .into_iter()
+        .map(|client| {
+            let resp = client.join().unwrap();
+            assert_eq!(resp.status, 200, "{}", resp.text());
+            let text = resp.text();
+            let (began, ended) = text.split_once(' ').unwrap();
+            (began.parse().unwrap(), ended.parse().unwrap())
+        })
+        .collect();
+    let last_began = sleeps.iter().map(|s| s.0).fold(f64::MIN, f64::max);
+    let first_ended = sleeps.iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    assert!(
+        last_began < first_ended,
+        "all ten slept at once: {sleeps:?}"
+    );
 }
 
 #[test]

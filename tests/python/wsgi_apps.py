@@ -3,6 +3,7 @@ import io
 import os
 import tempfile
 import threading
+import time
 import warnings
 import wsgiref.validate
 
@@ -81,22 +82,15 @@ def environ_keys(environ, start_response):
 BARRIER = threading.Barrier(10, timeout=10)
 
 
-def meet(environ, start_response):
-    """Answers only once ten requests are in the application at the same time."""
+def sleep_together(environ, start_response):
+    """Once ten requests are in the application at the same time (or fails), each sleeps
+    0.2 s and answers when its sleep began and ended."""
     BARRIER.wait()
+    began = time.monotonic()
+    time.sleep(0.2)
+    ended = time.monotonic()
     start_response('200 OK', [('Content-Type', 'text/plain')])
-    return [b'met']
-
-
-def sized_echo(environ, start_response):
-    """Reads exactly CONTENT_LENGTH bytes (the validator wants read() given a size)."""
-    body = environ['wsgi.input'].read(int(environ.get('CONTENT_LENGTH') or 0))
-    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
-    return [body]
-
-
-validated_hello = wsgiref.validate.validator(hello)
-validated_echo = wsgiref.validate.validator(sized_echo)
+    return [b'%f %f' % (began, ended)]
 
 
 def streamed(environ, start_response):
