@@ -206,3 +206,28 @@ fn a_flask_application_answers_as_under_gunicorn() {
         assert_eq!(answer(&ours), answer(&theirs), "{name}");
     }
 }
+
+#[test]
+fn the_example_application_serves_its_pages() {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/python");
+    let app = PythonApp::load("app:app", &[examples]).expect("examples/python/app.py loads");
+    let config = Config::builder().bind("127.0.0.1:0").handle_signals(false);
+    let server = TestServer::start(config.app(app));
+    let json = post("/api/sum", "application/json", br#"{"numbers": [1, 2]}"#);
+    let table: [(Vec<u8>, u16, &str); 5] = [
+        (get("/"), 200, "<h1>Hello!</h1>"),
+        (
+            post("/greet", "application/x-www-form-urlencoded", b"name=Ada"),
+            200,
+            "Hello, Ada!",
+        ),
+        (json, 200, r#""sum":3"#),
+        (get("/slow?seconds=0"), 200, "slept 0.0 s"),
+        (get("/nowhere"), 404, r#""path":"/nowhere""#),
+    ];
+    for (raw, status, needle) in table {
+        let resp = ask(server.addr, &raw);
+        assert_eq!(resp.status, status, "{}", resp.text());
+        assert!(resp.text().contains(needle), "{needle}: {}", resp.text());
+    }
+}
