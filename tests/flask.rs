@@ -139,8 +139,9 @@ fn requests() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 /// The headers that the application decides (not the server's own, such as Date).
-const COMPARED: [&str; 7] = [
+const COMPARED: [&str; 8] = [
     "content-type",
+    "content-length",
     "location",
     "set-cookie",
     "allow",

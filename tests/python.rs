@@ -109,6 +109,14 @@ fn an_exception_is_a_500_and_the_worker_goes_on() {
 }
 
 #[test]
+fn start_response_refuses_headers_that_cannot_be_sent() {
+    let resp = Conn::new(serve("bad_headers").connect()).request(&get("/"));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "X-Split, Bad Name, X-Nul");
+    assert_eq!(resp.header("injected"), None);
+}
+
+#[test]
 fn write_and_exc_info_before_the_body() {
     let resp = Conn::new(serve("writer").connect()).request(&get("/"));
     assert_eq!(resp.text(), "written then returned");
@@ -295,6 +303,30 @@ fn a_body_shorter_than_its_content_length_closes_the_connection_after_it() {
             1,
             "no second response: {text}"
         );
+    }
+}
+
+#[test]
+fn a_declared_length_is_what_is_sent_and_what_a_head_tells() {
+    let server = serve("declared");
+    let mut conn = Conn::new(server.connect());
+    let head = |path: &str| format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes();
+    // (request, status, Content-Length header, body); all on one kept-alive connection.
+    let table: [(Vec<u8>, Option<&str>, &[u8]); 6] = [
+        (get("/list"), Some("3"), b"abc"),
+        (get("/generator"), Some("3"), b"abc"),
+        (head("/head"), Some("1234"), b""),
+        (get("/head"), Some("1234"), &[b'x'; 1234]),
+        (head("/bare"), None, b""),
+        (get("/bare"), Some("4"), b"bare"),
+    ];
+    for (raw, length, body) in table {
+        conn.send(&raw);
+        let resp = conn.response(raw.starts_with(b"HEAD"));
+        let what = String::from_utf8_lossy(&raw[..16]);
+        assert_eq!(resp.status, 200, "{what}");
+        assert_eq!(resp.header("content-length"), length, "{what}");
+        assert_eq!(resp.body, body, "{what}");
     }
 }
 

@@ -16,6 +16,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::path::PathBuf;
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use pyo3::exceptions::PyTypeError;
@@ -95,7 +96,7 @@ impl PythonApp {
         let result = self.app.bind(py).call1((environ, &start))?;
         let body = match body::body(&result, &start) {
             Ok(PyBody::Streamed(chunks)) => Body::Stream(Box::new(chunks)),
-            Ok(PyBody::Whole(bytes)) => Body::Bytes(bytes),
+            Ok(PyBody::Whole(bytes)) => whole(bytes, start.borrow().declared_length()),
             Ok(PyBody::File { file, len }) => {
                 body::close(&result)?;
                 Body::FilePart { file, len }
@@ -123,6 +124,17 @@ impl Application for PythonApp {
                 Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
             })
         })
+    }
+}
+
+/// A body known at once, sent as the application declared: cut at a declared length that is
+/// shorter; with one that is longer, it goes as a stream, which closes the connection after
+/// it (the client must not read the next response as the rest of this one).
+fn whole(bytes: Bytes, declared: Option<u64>) -> Body {
+    match declared {
+        Some(len) if len < bytes.len() as u64 => Body::Bytes(bytes.slice(..len as usize)),
+        Some(len) if len > bytes.len() as u64 => Body::Stream(Box::new(std::iter::once(Ok(bytes)))),
+        _ => Body::Bytes(bytes),
     }
 }
 

@@ -6,6 +6,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use http::header::{HeaderName, HeaderValue};
+
 use crate::app::{Body, Reply};
 
 /// What the application said through `start_response` and `write()`.
@@ -43,8 +45,9 @@ impl StartResponse {
                 }
                 _ => {}
             }
-            me.status = Some(latin1(status)?);
-            me.headers = header_list(headers)?;
+            let (status, headers) = (latin1(status)?, header_list(headers)?);
+            me.status = Some(status);
+            me.headers = headers;
         }
         slf.getattr(intern!(slf.py(), "write"))
     }
@@ -116,9 +119,29 @@ fn header_list(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> 
                     "a header must be a (name, value) tuple",
                 ));
             }
-            Ok((latin1(&pair.get_item(0)?)?, latin1(&pair.get_item(1)?)?))
+            let (name, value) = (latin1(&pair.get_item(0)?)?, latin1(&pair.get_item(1)?)?);
+            valid_header(&name, &value)?;
+            Ok((name, value))
         })
         .collect()
+}
+
+/// Refuses a header that could not be sent (a name that is not a token, a value with a line
+/// break), in `start_response` itself, so that the traceback shows the application's line.
+fn valid_header(name: &[u8], value: &[u8]) -> PyResult<()> {
+    if HeaderName::from_bytes(name).is_err() {
+        let name = String::from_utf8_lossy(name);
+        return Err(PyValueError::new_err(format!(
+            "invalid header name {name:?}"
+        )));
+    }
+    if HeaderValue::from_bytes(value).is_err() {
+        let name = String::from_utf8_lossy(name);
+        return Err(PyValueError::new_err(format!(
+            "invalid value for header {name:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// A native string as latin-1 bytes (PEP 3333); characters above U+00FF are an error.

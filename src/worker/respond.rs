@@ -50,7 +50,7 @@ pub(crate) fn write_reply(
         headers,
         mut body,
     } = reply;
-    let framing = framing_for(status, &headers, &mut body, plan.version)?;
+    let framing = framing_for(status, &headers, &mut body, plan)?;
     let keep_alive = plan.keep_alive && framing != ResponseFraming::Close;
     out.clear();
     encode_head(
@@ -77,11 +77,14 @@ fn framing_for(
     status: StatusCode,
     headers: &HeaderMap,
     body: &mut Body,
-    version: Version,
+    plan: &Plan<'_>,
 ) -> io::Result<ResponseFraming> {
     let bodiless = status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     if status.is_informational() || bodiless {
         return Ok(ResponseFraming::Empty);
+    }
+    if plan.is_head && is_empty(body) {
+        return Ok(head_framing(headers));
     }
     let known = match body {
         Body::Empty => Some(0),
@@ -90,7 +93,22 @@ fn framing_for(
         Body::FilePart { len, .. } => Some(*len),
         Body::Stream(_) => declared_length(headers),
     };
-    Ok(ResponseFraming::choose(version, known))
+    Ok(ResponseFraming::choose(plan.version, known))
+}
+
+/// An in-memory body with nothing in it: for a HEAD, the application may have left it out.
+fn is_empty(body: &Body) -> bool {
+    match body {
+        Body::Empty => true,
+        Body::Bytes(b) => b.is_empty(),
+        _ => false,
+    }
+}
+
+/// A HEAD answered without a body tells the length the application declared, if any: it
+/// is the GET response's length, which the body cannot tell.
+fn head_framing(headers: &HeaderMap) -> ResponseFraming {
+    declared_length(headers).map_or(ResponseFraming::Empty, ResponseFraming::Length)
 }
 
 fn file_remaining(file: &mut std::fs::File) -> io::Result<u64> {
@@ -169,15 +187,16 @@ fn write_stream(
     };
     let mut sent = 0u64;
     let mut complete = true;
-    while let Some(next) = next_chunk(&mut chunks) {
+    // A declared length is what is sent: once it is reached, iteration stops (PEP 3333).
+    while sent < limit {
+        let Some(next) = next_chunk(&mut chunks) else {
+            break;
+        };
         let Ok(mut chunk) = next else {
             complete = false;
             break;
         };
-        if chunk.len() as u64 > limit - sent {
-            chunk.truncate((limit - sent) as usize);
-            complete = false;
-        }
+        chunk.truncate(usize::try_from(limit - sent).unwrap_or(usize::MAX));
         if chunk.is_empty() {
             continue;
         }

@@ -238,3 +238,33 @@ def routes(environ, start_response):
 
 
 validated_routes = wsgiref.validate.validator(routes)
+
+
+def declared(environ, start_response):
+    """Declared lengths: /list and /generator declare 3 bytes and return more; /head declares
+    1234 and returns them only to GET; /bare declares nothing and returns nothing to HEAD."""
+    path = environ['PATH_INFO']
+    is_head = environ['REQUEST_METHOD'] == 'HEAD'
+    if path == '/list':
+        start_response('200 OK', [('Content-Length', '3')])
+        return (b'abc', b'defgh')
+    if path == '/generator':
+        start_response('200 OK', [('Content-Length', '3')])
+        return (part for part in (b'ab', b'cdef', b'gh'))
+    if path == '/head':
+        start_response('200 OK', [('Content-Length', '1234')])
+        return [] if is_head else [b'x' * 1234]
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [] if is_head else [b'bare']
+
+
+def bad_headers(environ, start_response):
+    """start_response refuses headers that cannot be sent, where the application can see it."""
+    refused = []
+    for header in [('X-Split', 'a\r\nInjected: 1'), ('Bad Name', 'x'), ('X-Nul', 'a\0b')]:
+        try:
+            start_response('200 OK', [header])
+        except ValueError:
+            refused.append(header[0])
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [', '.join(refused).encode()]
