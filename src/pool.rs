@@ -6,7 +6,9 @@
 //! comes back to lead again: under load one hot thread serves connection after connection
 //! without waking anyone (sleeping epoll waiters would each be woken by every new event).
 //! When the leader stays away serving (a slow application), the Monitor promotes a follower so
-//! that other connections are still taken (see [`Pool::promote`]).
+//! that other connections are still taken (see [`Pool::promote`]). A promoted leader that takes
+//! a connection while more wait for a worker wakes the next follower at once: a burst of
+//! requests to a slow application is taken together, not one per promotion.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -21,6 +23,9 @@ use crate::worker::Settings;
 thread_local! {
     /// This thread's last wait was a follower's wait that timed out.
     static FOLLOWING: Cell<bool> = const { Cell::new(false) };
+    /// This thread's last wait was a follower's wait that was woken: it leads next because
+    /// the workers before it are stuck serving.
+    static PROMOTED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Shared by a Dispatcher, its Monitor and its workers.
@@ -83,14 +88,20 @@ impl Pool {
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok();
         if lead {
+            let promoted = PROMOTED.take();
             let conn = self.idle.take_ready(self.tick);
             self.leader.store(false, Ordering::Release);
             if conn.is_some() {
                 self.progress.fetch_add(1, Ordering::Relaxed);
+                if promoted && self.idle.has_ready() {
+                    self.wake_follower();
+                }
             }
             return conn;
         }
-        FOLLOWING.set(self.follow());
+        let timed_out = self.follow();
+        FOLLOWING.set(timed_out);
+        PROMOTED.set(!timed_out);
         None
     }
 
@@ -111,7 +122,14 @@ impl Pool {
         let progress = self.progress.load(Ordering::Relaxed);
         let stuck = std::mem::replace(seen, progress) == progress;
         let vacant = !self.leader.load(Ordering::Relaxed);
-        if stuck && vacant && self.serving() > 0 && self.followers() > 0 {
+        if stuck && vacant && self.serving() > 0 {
+            self.wake_follower();
+        }
+    }
+
+    /// Wakes one follower, if any, to lead.
+    fn wake_follower(&self) {
+        if self.followers() > 0 {
             let _guard = self.follow_lock.lock().unwrap_or_else(|p| p.into_inner());
             self.follow.notify_one();
         }

@@ -641,6 +641,53 @@ fn pool_promote_wakes_a_follower_only_when_serving_workers_are_stuck_and_none_le
     assert_eq!(pool.followers(), 0);
 }
 
+#[test]
+fn pool_a_promoted_leader_that_takes_a_connection_while_more_wait_wakes_the_next_follower() {
+    let (pool, _stats) = new_pool(FOREVER);
+    let listener = loopback();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let (client, conn) = pair(&listener);
+        pool.idle.admit(conn, true).unwrap();
+        clients.push(client);
+    }
+    let leader = {
+        let pool = pool.clone();
+        thread::spawn(move || next_conn(&pool).is_some())
+    };
+    until_sync("the first caller leads", || !pool.exhausted());
+    // Two followers; each, once woken, leads and reports what it took.
+    let (took_tx, took) = mpsc::channel();
+    for n in 1..=2 {
+        let (follower, took_tx) = (pool.clone(), took_tx.clone());
+        thread::spawn(move || {
+            assert!(next_conn(&follower).is_none(), "a follower gets nothing");
+            let _ = took_tx.send(next_conn(&follower).map(|c| c.peer.port()));
+        });
+        until_sync("the caller follows", || pool.followers() == n);
+    }
+    clients[0].write_all(b"GET").unwrap();
+    assert!(
+        leader.join().unwrap(),
+        "the leader took the first connection"
+    );
+    pool.serving_started(); // and is stuck serving it
+
+    clients[1].write_all(b"GET").unwrap();
+    clients[2].write_all(b"GET").unwrap();
+    let mut seen = pool.progress();
+    pool.promote(&mut seen); // one promotion
+    let mut taken = [0, 1].map(|_| took.recv_timeout(WAIT).expect("a follower took one"));
+    taken.sort_unstable();
+    let mut expected = [port(&clients[1]), port(&clients[2])];
+    expected.sort_unstable();
+    assert_eq!(
+        taken,
+        expected.map(Some),
+        "both waiting connections were taken"
+    );
+}
+
 // ----- the Dispatcher, with stand-in workers -------------------------------------------------
 
 /// A stand-in worker: alive until it stops itself (`dead` ones stop at once).

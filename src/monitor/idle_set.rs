@@ -268,6 +268,17 @@ impl IdleSet {
         }
     }
 
+    /// Whether a parked connection has input that no worker has taken yet (the epoll's ready
+    /// list is not empty; looking does not consume it).
+    pub fn has_ready(&self) -> bool {
+        let mut fds = [rustix::event::PollFd::new(
+            &self.epoll,
+            rustix::event::PollFlags::IN,
+        )];
+        let now = Timespec::default();
+        rustix::event::poll(&mut fds, Some(&now)).is_ok_and(|n| n > 0)
+    }
+
     /// Counts a place that stopped being parked and gives its connection.
     fn unparked(&self, table: &mut Table, place: Place) -> Option<Connection> {
         let Place::Parked { conn, fresh, .. } = place else {
