@@ -1,4 +1,5 @@
-//! A response body from a Python iterable: a list is taken at once; any other iterable is
+//! A response body from a Python iterable: a list is taken at once; a `wsgi.file_wrapper`
+//! around a real file becomes a file the worker sends with `sendfile`; any other iterable is
 //! pulled chunk by chunk as the worker writes (the GIL held for each pull, not while writing),
 //! and its `close()` is called when the response ends, however it ends.
 
@@ -10,6 +11,8 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
+
+use crate::app::Body;
 
 use super::file_wrapper::FileWrapper;
 use super::start_response::StartResponse;
@@ -41,6 +44,32 @@ pub enum PyBody {
         /// The bytes left in the file, or the declared `Content-Length` if any.
         len: u64,
     },
+}
+
+impl PyBody {
+    /// The body to send. A real file's `close()` is called now: the server has its own
+    /// descriptor of it. `declared` is the application's `Content-Length`.
+    pub fn into_body(self, result: &Bound<'_, PyAny>, declared: Option<u64>) -> PyResult<Body> {
+        Ok(match self {
+            PyBody::Streamed(chunks) => Body::Stream(Box::new(chunks)),
+            PyBody::Whole(bytes) => whole(bytes, declared),
+            PyBody::File { file, len } => {
+                close(result)?;
+                Body::FilePart { file, len }
+            }
+        })
+    }
+}
+
+/// A body known at once, sent as the application declared: cut at a declared length that is
+/// shorter; with one that is longer, it goes as a stream, which closes the connection after
+/// it (the client must not read the next response as the rest of this one).
+fn whole(bytes: Bytes, declared: Option<u64>) -> Body {
+    match declared {
+        Some(len) if len < bytes.len() as u64 => Body::Bytes(bytes.slice(..len as usize)),
+        Some(len) if len > bytes.len() as u64 => Body::Stream(Box::new(std::iter::once(Ok(bytes)))),
+        _ => Body::Bytes(bytes),
+    }
 }
 
 /// The body of what the application returned.

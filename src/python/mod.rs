@@ -16,7 +16,6 @@ use std::cell::Cell;
 use std::fmt;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use pyo3::exceptions::PyTypeError;
@@ -27,7 +26,6 @@ use crate::app::{Application, Body, Environ, Input, Reply};
 
 pub use interpreter::{run_exit_functions, start};
 
-use body::PyBody;
 use input::WsgiInput;
 use start_response::StartResponse;
 
@@ -95,17 +93,14 @@ impl PythonApp {
         let environ = environ::build(py, env, wsgi_input, self.errors.bind(py))?;
         let result = self.app.bind(py).call1((environ, &start))?;
         let body = match body::body(&result, &start) {
-            Ok(PyBody::Streamed(chunks)) => Body::Stream(Box::new(chunks)),
-            Ok(PyBody::Whole(bytes)) => whole(bytes, start.borrow().declared_length()),
-            Ok(PyBody::File { file, len }) => {
-                body::close(&result)?;
-                Body::FilePart { file, len }
-            }
+            Ok(body) => body,
             Err(err) => {
                 body::close(&result)?;
                 return Err(err);
             }
         };
+        let declared = start.borrow().declared_length();
+        let body = body.into_body(&result, declared)?;
         start.borrow_mut().reply(body)
     }
 }
@@ -124,17 +119,6 @@ impl Application for PythonApp {
                 Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
             })
         })
-    }
-}
-
-/// A body known at once, sent as the application declared: cut at a declared length that is
-/// shorter; with one that is longer, it goes as a stream, which closes the connection after
-/// it (the client must not read the next response as the rest of this one).
-fn whole(bytes: Bytes, declared: Option<u64>) -> Body {
-    match declared {
-        Some(len) if len < bytes.len() as u64 => Body::Bytes(bytes.slice(..len as usize)),
-        Some(len) if len > bytes.len() as u64 => Body::Stream(Box::new(std::iter::once(Ok(bytes)))),
-        _ => Body::Bytes(bytes),
     }
 }
 
