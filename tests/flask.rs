@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::client::{get, Conn, Resp};
+use common::process::stderr_lines;
 use common::TestServer;
 use skyrocket::python::PythonApp;
 use skyrocket::Config;
@@ -67,18 +66,6 @@ impl Drop for Gunicorn {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Reads a child's stderr on a thread, to the end, so that it never blocks on a full pipe.
-fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
 }
 
 fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {

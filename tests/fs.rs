@@ -174,15 +174,7 @@ fn a_large_file_arrives_whole_and_in_order() {
 #[test]
 fn a_slow_reader_of_a_large_file_holds_no_worker_and_gets_all_of_it() {
     let tree = Tree::new();
-    let server = TestServer::start(
-        Config::builder()
-            .bind("127.0.0.1:0")
-            .min_threads(1)
-            .max_threads(1)
-            .read_timeout(std::time::Duration::from_secs(60))
-            .handle_signals(false)
-            .document_root(tree.root()),
-    );
+    let server = TestServer::start(TestServer::one_worker().document_root(tree.root()));
     let mut slow = Conn::new(server.connect_small_window());
     slow.send(&get("/big.bin"));
     server.wait_for("the file waits in the idle set", |s| {

@@ -214,15 +214,7 @@ fn a_file_shorter_than_its_declared_length_closes_the_connection_after_it() {
 #[test]
 fn a_slow_reader_of_a_wrapped_file_holds_no_worker() {
     let app = PythonApp::load("wsgi_apps:file_wrapped", &[apps_dir()]).expect("loads");
-    let server = TestServer::start(
-        Config::builder()
-            .bind("127.0.0.1:0")
-            .min_threads(1)
-            .max_threads(1)
-            .read_timeout(std::time::Duration::from_secs(60))
-            .handle_signals(false)
-            .app(app),
-    );
+    let server = TestServer::start(TestServer::one_worker().app(app));
     let mut slow = Conn::new(server.connect_small_window());
     slow.send(&get("/big"));
     server.wait_for("the file waits in the idle set", |s| {

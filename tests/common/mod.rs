@@ -40,6 +40,17 @@ impl TestServer {
             .handle_signals(false)
     }
 
+    /// One worker (no more) and a long read timeout: for showing that a slow client holds no
+    /// worker. No application yet.
+    pub fn one_worker() -> ConfigBuilder {
+        Config::builder()
+            .bind("127.0.0.1:0")
+            .min_threads(1)
+            .max_threads(1)
+            .read_timeout(Duration::from_secs(60))
+            .handle_signals(false)
+    }
+
     /// Starts a server from `builder`.
     pub fn start(builder: ConfigBuilder) -> TestServer {
         let handle = skyrocket::spawn(builder.build().expect("valid test config"))

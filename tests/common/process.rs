@@ -103,18 +103,22 @@ impl Drop for Running {
     }
 }
 
-/// Reads stderr on a thread (so waits have timeouts) until the start-up line; later lines
-/// keep coming through the receiver.
-fn listening_line(child: &mut Child) -> (String, mpsc::Receiver<String>) {
+/// Reads a child's stderr on a thread, to its end (so that the child never blocks on a full
+/// pipe, and waits for a line can have timeouts); the lines come through the receiver.
+pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
+            let _ = tx.send(line);
         }
     });
+    rx
+}
+
+/// Waits for the start-up line; later lines keep coming through the receiver.
+fn listening_line(child: &mut Child) -> (String, mpsc::Receiver<String>) {
+    let rx = stderr_lines(child);
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
