@@ -12,7 +12,7 @@ mod input;
 mod interpreter;
 mod start_response;
 
-use std::cell::Cell;
+use std::cell::OnceCell;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -30,8 +30,50 @@ use input::WsgiInput;
 use start_response::StartResponse;
 
 thread_local! {
-    /// This thread has a Python thread state that lives as long as the thread.
-    static KEPT: Cell<bool> = const { Cell::new(false) };
+    /// This thread's Python thread state, kept as long as the thread lives.
+    static KEPT: OnceCell<KeptState> = const { OnceCell::new() };
+}
+
+/// A Python thread state made for this thread on its first attach, deleted when the thread
+/// ends (worker threads come and go as the pool resizes and restarts).
+struct KeptState {
+    /// What `PyGILState_Ensure` returned, for the matching release.
+    gil_state: ffi::PyGILState_STATE,
+    /// The state, as `PyEval_SaveThread` left it (not holding the GIL).
+    thread_state: *mut ffi::PyThreadState,
+}
+
+impl KeptState {
+    fn new() -> Self {
+        Python::initialize();
+        // SAFETY: the interpreter is initialized (above). `PyGILState_Ensure` creates this
+        // thread's state and takes the GIL; `PyEval_SaveThread` gives the GIL back at once.
+        // The state stays registered (its count is left at one), so later attaches on this
+        // thread reuse it instead of creating and destroying one each time.
+        unsafe {
+            let gil_state = ffi::PyGILState_Ensure();
+            let thread_state = ffi::PyEval_SaveThread();
+            KeptState {
+                gil_state,
+                thread_state,
+            }
+        }
+    }
+}
+
+impl Drop for KeptState {
+    fn drop(&mut self) {
+        // SAFETY: this runs as the thread ends, outside any attach (the GIL is not held by
+        // this thread). Taking the GIL back with the saved state, then the release matching
+        // the `PyGILState_Ensure` of `new`, deletes the state and frees the GIL. skyrocket
+        // never finalizes the interpreter; if the embedding program did, nothing is touched.
+        unsafe {
+            if ffi::Py_IsInitialized() != 0 {
+                ffi::PyEval_RestoreThread(self.thread_state);
+                ffi::PyGILState_Release(self.gil_state);
+            }
+        }
+    }
 }
 
 /// A WSGI application loaded from `MODULE:CALLABLE`.
@@ -123,20 +165,11 @@ impl Application for PythonApp {
 }
 
 /// Runs `f` with the GIL. The first time on a thread, the thread gets a Python thread state
-/// that it keeps (creating one per request would cost several microseconds).
+/// that it keeps until it ends (creating one per request would cost several microseconds).
 pub(crate) fn attach<T>(f: impl for<'py> FnOnce(Python<'py>) -> T) -> T {
-    if !KEPT.get() {
-        Python::initialize();
-        // SAFETY: the interpreter is initialized (above). `PyGILState_Ensure` creates this
-        // thread's state and takes the GIL; `PyEval_SaveThread` gives the GIL back at once.
-        // The state stays registered (its count is left at one), so later attaches on this
-        // thread reuse it instead of creating and destroying one each time.
-        unsafe {
-            ffi::PyGILState_Ensure();
-            ffi::PyEval_SaveThread();
-        }
-        KEPT.set(true);
-    }
+    KEPT.with(|kept| {
+        kept.get_or_init(KeptState::new);
+    });
     Python::attach(f)
 }
 
@@ -182,4 +215,33 @@ pub(crate) fn reply(status: &[u8], headers: &[(Vec<u8>, Vec<u8>)], body: Body) -
         reply.headers.append(name, value);
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The interpreter's thread states.
+    fn thread_states() -> usize {
+        // SAFETY: called with the GIL held (inside `attach`), which keeps the list still.
+        unsafe {
+            let mut state = ffi::PyInterpreterState_ThreadHead(ffi::PyInterpreterState_Main());
+            let mut count = 0;
+            while !state.is_null() {
+                count += 1;
+                state = ffi::PyThreadState_Next(state);
+            }
+            count
+        }
+    }
+
+    #[test]
+    fn a_threads_python_state_ends_with_the_thread() {
+        start(None).expect("Python starts");
+        let before = attach(|_| thread_states());
+        for _ in 0..5 {
+            std::thread::spawn(|| attach(|_| ())).join().unwrap();
+        }
+        assert_eq!(attach(|_| thread_states()), before);
+    }
 }
