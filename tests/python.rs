@@ -99,6 +99,18 @@ fn close_is_called_on_the_result() {
 }
 
 #[test]
+fn the_application_serves_on_across_restarts() {
+    let server = serve("hello");
+    let mut kept = Conn::new(server.connect());
+    for _ in 0..3 {
+        assert_eq!(kept.request(&get("/")).text(), "Hello, World!");
+        server.handle().restart().expect("restart");
+        let fresh = Conn::new(server.connect()).request(&get("/"));
+        assert_eq!(fresh.text(), "Hello, World!", "new threads run Python too");
+    }
+}
+
+#[test]
 fn an_exception_is_a_500_and_the_worker_goes_on() {
     let server = serve("boom");
     for _ in 0..3 {
