@@ -121,10 +121,10 @@ fn an_exception_is_a_500_and_the_worker_goes_on() {
 }
 
 #[test]
-fn start_response_refuses_headers_that_cannot_be_sent() {
+fn start_response_refuses_statuses_and_headers_that_cannot_be_sent() {
     let resp = Conn::new(serve("bad_headers").connect()).request(&get("/"));
     assert_eq!(resp.status, 200);
-    assert_eq!(resp.text(), "X-Split, Bad Name, X-Nul");
+    assert_eq!(resp.text(), "X-Split, Bad Name, X-Nul, 1234, 100, 200, OK");
     assert_eq!(resp.header("injected"), None);
 }
 

@@ -47,8 +47,10 @@ impl fmt::Debug for Body {
 
 /// A complete answer: status, headers and body.
 ///
-/// The server owns framing and connection management: `Transfer-Encoding` and `Connection`
-/// headers set here are ignored, and `Content-Length` only counts for a [`Body::Stream`].
+/// The server owns framing and connection management: `Transfer-Encoding`, `Connection` and
+/// the other hop-by-hop headers (`Keep-Alive`, `Upgrade`, `TE`, `Trailer`,
+/// `Proxy-Connection`) set here are not sent, and `Content-Length` counts only for a
+/// [`Body::Stream`] and for a HEAD answered without a body.
 #[derive(Debug)]
 pub struct Reply {
     /// The status, as the first argument of `start_response`.

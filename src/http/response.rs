@@ -3,10 +3,12 @@
 //!
 //! The server owns framing and connection management: it decides
 //! `Content-Length` / `Transfer-Encoding` and `Connection`, and drops those
-//! headers from what the application set. Everything is written into a
+//! headers, and the other hop-by-hop ones, from what the application set. Everything is written into a
 //! caller-provided `Vec<u8>` with no other allocation.
 
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVER, TRANSFER_ENCODING};
+use http::header::{
+    HeaderName, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVER, TRANSFER_ENCODING,
+};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::date::http_date;
@@ -56,8 +58,8 @@ impl ResponseFraming {
 ///
 /// In order: the status line (always `HTTP/1.1`, the server's highest
 /// version, RFC 9110 §6.2), the application's headers except
-/// `Content-Length`, `Transfer-Encoding` and `Connection` (the server owns
-/// framing and connection management), `Date` and `Server` unless the
+/// `Content-Length`, `Transfer-Encoding`, `Connection` and the other
+/// hop-by-hop headers (the server owns framing and connection management), `Date` and `Server` unless the
 /// application set them (`Server` is also skipped when `server` is empty),
 /// the framing header (`Content-Length: n` or `Transfer-Encoding: chunked`;
 /// none for `Close` and `Empty`), `Connection: close` when `!keep_alive` or
@@ -140,10 +142,21 @@ fn encode_status_line(dst: &mut Vec<u8>, status: StatusCode) {
 /// Copies the application's headers, minus those the server owns.
 fn encode_app_headers(dst: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
-        if name != CONTENT_LENGTH && name != TRANSFER_ENCODING && name != CONNECTION {
+        if !server_owned(name) {
             put_header(dst, name.as_str().as_bytes(), value.as_bytes());
         }
     }
+}
+
+/// Headers an application's response never carries: the framing, which the server decides,
+/// and the hop-by-hop headers (RFC 9110 §7.6.1), which describe this connection and which
+/// the server alone manages (an application's `Keep-Alive: timeout=1` would mislead clients).
+fn server_owned(name: &HeaderName) -> bool {
+    const HOP_BY_HOP: [&str; 5] = ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"];
+    name == CONTENT_LENGTH
+        || name == TRANSFER_ENCODING
+        || name == CONNECTION
+        || HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// Writes the header that delimits the body, if the framing has one.
@@ -240,6 +253,11 @@ mod tests {
             ("content-length", "99"),
             ("transfer-encoding", "gzip"),
             ("connection", "upgrade"),
+            ("upgrade", "h2c"),
+            ("keep-alive", "timeout=1"),
+            ("proxy-connection", "keep-alive"),
+            ("trailer", "x-sum"),
+            ("te", "trailers"),
             ("server", "app/1"),
             ("set-cookie", "a=1"),
             ("set-cookie", "b=2"),

@@ -16,13 +16,11 @@ use std::cell::OnceCell;
 use std::fmt;
 use std::path::PathBuf;
 
-use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
-use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::app::{Application, Body, Environ, Input, Reply};
+use crate::app::{Application, Environ, Input, Reply};
 
 pub use interpreter::{run_exit_functions, start};
 
@@ -198,23 +196,6 @@ impl From<PyErr> for LoadError {
     fn from(err: PyErr) -> Self {
         LoadError(err.to_string())
     }
-}
-
-/// Turns a Python status line and headers into a [`Reply`].
-pub(crate) fn reply(status: &[u8], headers: &[(Vec<u8>, Vec<u8>)], body: Body) -> PyResult<Reply> {
-    let code = status
-        .get(..3)
-        .and_then(|digits| StatusCode::from_bytes(digits).ok())
-        .ok_or_else(|| PyTypeError::new_err("the status must start with a 3-digit code"))?;
-    let mut reply = Reply::new(code).body(body);
-    for (name, value) in headers {
-        let name = HeaderName::from_bytes(name)
-            .map_err(|_| PyTypeError::new_err("invalid header name"))?;
-        let value = HeaderValue::from_bytes(value)
-            .map_err(|_| PyTypeError::new_err("invalid header value"))?;
-        reply.headers.append(name, value);
-    }
-    Ok(reply)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use http::{HeaderMap, StatusCode};
 
 use crate::app::{Body, Reply};
 
@@ -14,10 +15,10 @@ use crate::app::{Body, Reply};
 #[pyclass]
 #[derive(Default)]
 pub struct StartResponse {
-    /// The status line, as latin-1 bytes.
-    status: Option<Vec<u8>>,
-    /// The headers, as latin-1 bytes.
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The status's code (checked when given; the reason phrase sent is the code's own).
+    status: Option<StatusCode>,
+    /// The headers (checked when given).
+    headers: HeaderMap,
     /// The body has begun (a non-empty chunk or `write()`): the headers are final.
     started: bool,
     /// What `write()` produced, sent before the iterable's chunks.
@@ -45,7 +46,7 @@ impl StartResponse {
                 }
                 _ => {}
             }
-            let (status, headers) = (latin1(status)?, header_list(headers)?);
+            let (status, headers) = (status_code(&latin1(status)?)?, header_list(headers)?);
             me.status = Some(status);
             me.headers = headers;
         }
@@ -76,9 +77,13 @@ impl StartResponse {
 
     /// The `Content-Length` the application declared, if any and valid.
     pub(crate) fn declared_length(&self) -> Option<u64> {
-        let (_, value) =
-            (self.headers.iter()).find(|(name, _)| name.eq_ignore_ascii_case(b"content-length"))?;
-        std::str::from_utf8(value).ok()?.trim().parse().ok()
+        self.headers
+            .get(CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Notes that the body has begun; an error if `start_response` was not called.
@@ -94,7 +99,9 @@ impl StartResponse {
     pub(crate) fn reply(&mut self, body: Body) -> PyResult<Reply> {
         let status = (self.status.take())
             .ok_or_else(|| PyAssertionError::new_err("start_response() was never called"))?;
-        super::reply(&status, &self.headers, body)
+        let mut reply = Reply::new(status).body(body);
+        reply.headers = std::mem::take(&mut self.headers);
+        Ok(reply)
     }
 }
 
@@ -105,43 +112,55 @@ fn reraise(py: Python<'_>, info: &Bound<'_, PyAny>) -> PyResult<PyErr> {
     Ok(PyErr::from_value(value))
 }
 
-fn header_list(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+fn header_list(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
     let headers =
         (headers.cast::<PyList>()).map_err(|_| PyTypeError::new_err("headers must be a list"))?;
-    headers
-        .iter()
-        .map(|pair| {
-            let pair = pair
-                .cast_into::<PyTuple>()
-                .map_err(|_| PyTypeError::new_err("a header must be a tuple"))?;
-            if pair.len() != 2 {
-                return Err(PyTypeError::new_err(
-                    "a header must be a (name, value) tuple",
-                ));
-            }
-            let (name, value) = (latin1(&pair.get_item(0)?)?, latin1(&pair.get_item(1)?)?);
-            valid_header(&name, &value)?;
-            Ok((name, value))
-        })
-        .collect()
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for pair in headers.iter() {
+        let pair = pair
+            .cast_into::<PyTuple>()
+            .map_err(|_| PyTypeError::new_err("a header must be a tuple"))?;
+        if pair.len() != 2 {
+            return Err(PyTypeError::new_err(
+                "a header must be a (name, value) tuple",
+            ));
+        }
+        let (name, value) = header(&latin1(&pair.get_item(0)?)?, &latin1(&pair.get_item(1)?)?)?;
+        map.append(name, value);
+    }
+    Ok(map)
 }
 
-/// Refuses a header that could not be sent (a name that is not a token, a value with a line
-/// break), in `start_response` itself, so that the traceback shows the application's line.
-fn valid_header(name: &[u8], value: &[u8]) -> PyResult<()> {
-    if HeaderName::from_bytes(name).is_err() {
-        let name = String::from_utf8_lossy(name);
-        return Err(PyValueError::new_err(format!(
-            "invalid header name {name:?}"
-        )));
+/// A header that can be sent; one that cannot (a name that is not a token, a value with a
+/// line break) is refused here, in `start_response`, where the traceback shows the
+/// application's line.
+fn header(name: &[u8], value: &[u8]) -> PyResult<(HeaderName, HeaderValue)> {
+    let shown = || String::from_utf8_lossy(name).into_owned();
+    let name = HeaderName::from_bytes(name)
+        .map_err(|_| PyValueError::new_err(format!("invalid header name {:?}", shown())))?;
+    let value = HeaderValue::from_bytes(value)
+        .map_err(|_| PyValueError::new_err(format!("invalid value for header {:?}", shown())))?;
+    Ok((name, value))
+}
+
+/// The code of a status line: three digits from 200 to 599 (an interim 1xx cannot be the
+/// answer), then nothing, or a space and a reason phrase without control characters.
+fn status_code(status: &[u8]) -> PyResult<StatusCode> {
+    let (digits, rest) = status.split_at(status.len().min(3));
+    let reason_ok = match rest.split_first() {
+        None => true,
+        Some((&first, reason)) => {
+            first == b' ' && reason.iter().all(|&b| b == b'\t' || !b.is_ascii_control())
+        }
+    };
+    let code = StatusCode::from_bytes(digits).ok();
+    match code.filter(|code| reason_ok && (200..600).contains(&code.as_u16())) {
+        Some(code) => Ok(code),
+        None => Err(PyValueError::new_err(format!(
+            "invalid status {:?}",
+            String::from_utf8_lossy(status)
+        ))),
     }
-    if HeaderValue::from_bytes(value).is_err() {
-        let name = String::from_utf8_lossy(name);
-        return Err(PyValueError::new_err(format!(
-            "invalid value for header {name:?}"
-        )));
-    }
-    Ok(())
 }
 
 /// A native string as latin-1 bytes (PEP 3333); characters above U+00FF are an error.
@@ -155,4 +174,33 @@ fn latin1(text: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
                 .map_err(|_| PyValueError::new_err("a character outside latin-1"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        let table: [(&[u8], Option<u16>); 14] = [
+            (b"200 OK", Some(200)),
+            (b"404 Not Found", Some(404)),
+            (b"200 Okay \xe9t\xe9\tthen", Some(200)),
+            (b"599 Weird", Some(599)),
+            (b"204", Some(204)),
+            (b"302 FOUND", Some(302)),
+            (b"1234 Big", None),
+            (b"100 Continue", None),
+            (b"101 Switching Protocols", None),
+            (b"600 Beyond", None),
+            (b"099 Low", None),
+            (b"200 OK\r\nX-Injected: 1", None),
+            (b"200-OK", None),
+            (b"20", None),
+        ];
+        for (line, expected) in table {
+            let code = status_code(line).ok().map(|c| c.as_u16());
+            assert_eq!(code, expected, "{:?}", String::from_utf8_lossy(line));
+        }
+    }
 }

@@ -259,12 +259,18 @@ def declared(environ, start_response):
 
 
 def bad_headers(environ, start_response):
-    """start_response refuses headers that cannot be sent, where the application can see it."""
+    """start_response refuses statuses and headers that cannot be sent, where the application
+    can see it."""
     refused = []
     for header in [('X-Split', 'a\r\nInjected: 1'), ('Bad Name', 'x'), ('X-Nul', 'a\0b')]:
         try:
             start_response('200 OK', [header])
         except ValueError:
             refused.append(header[0])
+    for status in ['1234 Big', '100 Continue', '200 OK\r\nInjected: 1', 'OK']:
+        try:
+            start_response(status, [])
+        except ValueError:
+            refused.append(status.split()[0])
     start_response('200 OK', [('Content-Type', 'text/plain')])
     return [', '.join(refused).encode()]
