@@ -152,6 +152,8 @@ fn environ_strings_are_latin1_and_numbers_are_strings() {
     );
     assert!(text.contains("CONTENT_LENGTH='0'"), "{text}");
     assert!(text.contains("HTTP_X_TWICE='1,2'"), "{text}");
+    assert!(text.contains("SERVER_SOFTWARE='skyrocket/"), "{text}");
+    assert!(text.contains("wsgi.input_terminated=True"), "{text}");
 }
 
 /// The bytes of `DATA` in wsgi_apps.py: every byte value, 400 times.

@@ -160,6 +160,7 @@ impl Environ {
             "SERVER_NAME" => self.local.ip().to_string().into(),
             "SERVER_PORT" => self.local.port().to_string().into(),
             "SERVER_PROTOCOL" => self.protocol().into(),
+            "SERVER_SOFTWARE" => SERVER_SOFTWARE.into(),
             "REMOTE_ADDR" => self.peer.ip().to_string().into(),
             "REMOTE_PORT" => self.peer.port().to_string().into(),
             "wsgi.url_scheme" => self.scheme.into(),
@@ -182,8 +183,11 @@ impl Environ {
     }
 }
 
+/// `SERVER_SOFTWARE`: this server and its version.
+pub const SERVER_SOFTWARE: &str = concat!("skyrocket/", env!("CARGO_PKG_VERSION"));
+
 /// The non-header variables, in the order [`Environ::vars`] lists them.
-const CGI_NAMES: [&str; 12] = [
+const CGI_NAMES: [&str; 13] = [
     "REQUEST_METHOD",
     "SCRIPT_NAME",
     "PATH_INFO",
@@ -193,6 +197,7 @@ const CGI_NAMES: [&str; 12] = [
     "SERVER_NAME",
     "SERVER_PORT",
     "SERVER_PROTOCOL",
+    "SERVER_SOFTWARE",
     "REMOTE_ADDR",
     "REMOTE_PORT",
     "wsgi.url_scheme",
@@ -246,6 +251,7 @@ mod tests {
             ("SERVER_NAME", "127.0.0.1"),
             ("SERVER_PORT", "8000"),
             ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("SERVER_SOFTWARE", SERVER_SOFTWARE),
             ("REMOTE_ADDR", "10.1.2.3"),
             ("REMOTE_PORT", "5555"),
             ("wsgi.url_scheme", "http"),

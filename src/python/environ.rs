@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
-use crate::app::environ::http_key;
+use crate::app::environ::{http_key, SERVER_SOFTWARE};
 use crate::app::Environ;
 
 use super::file_wrapper::FileWrapper;
@@ -48,6 +48,7 @@ fn cgi(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> 
     dict.set_item(intern!(py, "SERVER_NAME"), local.ip().to_string())?;
     dict.set_item(intern!(py, "SERVER_PORT"), local.port().to_string())?;
     dict.set_item(intern!(py, "SERVER_PROTOCOL"), env.protocol())?;
+    dict.set_item(intern!(py, "SERVER_SOFTWARE"), SERVER_SOFTWARE)?;
     dict.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
     dict.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
     if let Some(value) = env.header("content-type") {

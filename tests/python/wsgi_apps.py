@@ -75,7 +75,8 @@ def exc_info(environ, start_response):
 
 def environ_keys(environ, start_response):
     start_response('200 OK', [('Content-Type', 'text/plain')])
-    keys = ['PATH_INFO', 'QUERY_STRING', 'SERVER_PORT', 'CONTENT_LENGTH', 'HTTP_X_TWICE']
+    keys = ['PATH_INFO', 'QUERY_STRING', 'SERVER_PORT', 'CONTENT_LENGTH', 'HTTP_X_TWICE',
+            'SERVER_SOFTWARE', 'wsgi.input_terminated']
     return [('%s=%r\n' % (k, environ.get(k))).encode('latin-1') for k in keys]
 
 
