@@ -26,5 +26,6 @@ pub use date::http_date;
 pub use error::ProtocolError;
 pub use head::{parse_head, BodyFraming, Limits, RequestHead, Version};
 pub use response::{
-    encode_chunk, encode_head, error_response, ResponseFraming, CONTINUE_100, LAST_CHUNK,
+    declared_length, encode_chunk, encode_head, error_response, ResponseFraming, CONTINUE_100,
+    LAST_CHUNK,
 };

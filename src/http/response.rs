@@ -54,6 +54,18 @@ impl ResponseFraming {
     }
 }
 
+/// The `Content-Length` an application put in its headers, if any and valid (surrounding
+/// whitespace aside). The server does not send it: it tells a stream's length, or a HEAD's.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Writes a response head into `dst`.
 ///
 /// In order: the status line (always `HTTP/1.1`, the server's highest
@@ -281,6 +293,25 @@ mod tests {
         for (status, map, framing, keep_alive, version, server, expected) in cases {
             let written = head(status, map, framing, keep_alive, version, server);
             assert_eq!(written, expected, "{status} {framing:?}");
+        }
+    }
+
+    #[test]
+    fn declared_lengths() {
+        let table = [
+            (Some("3"), Some(3)),
+            (Some(" 3 "), Some(3)),
+            (Some("0"), Some(0)),
+            (Some("abc"), None),
+            (Some("-1"), None),
+            (None, None),
+        ];
+        for (value, expected) in table {
+            let map = match value {
+                Some(v) => headers(&[("content-length", v)]),
+                None => headers(&[("content-type", "text/plain")]),
+            };
+            assert_eq!(declared_length(&map), expected, "{value:?}");
         }
     }
 

@@ -6,7 +6,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
 use crate::app::{Body, Reply};
@@ -77,13 +77,7 @@ impl StartResponse {
 
     /// The `Content-Length` the application declared, if any and valid.
     pub(crate) fn declared_length(&self) -> Option<u64> {
-        self.headers
-            .get(CONTENT_LENGTH)?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        crate::http::declared_length(&self.headers)
     }
 
     /// Notes that the body has begun; an error if `start_response` was not called.

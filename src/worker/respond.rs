@@ -4,11 +4,12 @@ use std::io::{self, Read, Seek};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, StatusCode};
 
 use crate::app::{Body, Reply};
-use crate::http::{encode_chunk, encode_head, ResponseFraming, Version, LAST_CHUNK};
+use crate::http::{
+    declared_length, encode_chunk, encode_head, ResponseFraming, Version, LAST_CHUNK,
+};
 
 use super::socket::Socket;
 
@@ -115,10 +116,6 @@ fn file_remaining(file: &mut std::fs::File) -> io::Result<u64> {
     let len = file.metadata()?.len();
     let pos = file.stream_position()?;
     Ok(len.saturating_sub(pos))
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Writes the body after the head already in `out`; returns bytes sent and whether the body
