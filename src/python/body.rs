@@ -156,7 +156,8 @@ fn is_sequence(result: &Bound<'_, PyAny>) -> bool {
     result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>()
 }
 
-/// Calls the result's `close()`, if it has one (PEP 3333: always, even after an error).
+/// Calls the result's `close()`, if it has one (PEP 3333: always, even after an error); also
+/// a wrapped file's.
 pub fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
     if is_sequence(result) {
         return Ok(());

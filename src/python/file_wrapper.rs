@@ -39,11 +39,7 @@ impl FileWrapper {
 
     /// Closes the file-like object, if it can be closed.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let filelike = self.filelike.bind(py);
-        match filelike.getattr_opt(intern!(py, "close"))? {
-            Some(close) => close.call0().map(drop),
-            None => Ok(()),
-        }
+        super::body::close(self.filelike.bind(py))
     }
 }
 
