@@ -20,12 +20,21 @@ use crate::monitor::IdleSet;
 use crate::stats::Gauge;
 use crate::worker::Settings;
 
+/// How a thread's last call to [`Pool::next_connection`] ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LastWait {
+    /// It led (or this is its first call).
+    Led,
+    /// It followed and the wait timed out: it keeps following.
+    TimedOut,
+    /// It followed and was woken: it leads next, because the workers before it are stuck
+    /// serving.
+    Promoted,
+}
+
 thread_local! {
-    /// This thread's last wait was a follower's wait that timed out.
-    static FOLLOWING: Cell<bool> = const { Cell::new(false) };
-    /// This thread's last wait was a follower's wait that was woken: it leads next because
-    /// the workers before it are stuck serving.
-    static PROMOTED: Cell<bool> = const { Cell::new(false) };
+    /// How this thread's last wait ended.
+    static LAST_WAIT: Cell<LastWait> = const { Cell::new(LastWait::Led) };
 }
 
 /// Shared by a Dispatcher, its Monitor and its workers.
@@ -83,12 +92,13 @@ impl Pool {
     /// while the hot worker serves, and a second worker leading would be woken by every new
     /// event. Only the Monitor's promotion (or the hot worker itself) fills it.
     pub fn next_connection(&self) -> Option<(Connection, bool)> {
-        let lead = !FOLLOWING.take()
+        let last = LAST_WAIT.replace(LastWait::Led);
+        let lead = last != LastWait::TimedOut
             && (self.leader)
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok();
         if lead {
-            let promoted = PROMOTED.take();
+            let promoted = last == LastWait::Promoted;
             let conn = self.idle.take_ready(self.tick);
             self.leader.store(false, Ordering::Release);
             if conn.is_some() {
@@ -99,9 +109,10 @@ impl Pool {
             }
             return conn;
         }
-        let timed_out = self.follow();
-        FOLLOWING.set(timed_out);
-        PROMOTED.set(!timed_out);
+        LAST_WAIT.set(match self.follow() {
+            true => LastWait::TimedOut,
+            false => LastWait::Promoted,
+        });
         None
     }
 
