@@ -210,19 +210,25 @@ fn a_file_wrapper_sends_the_file_from_its_position_up_to_the_declared_length() {
 
 #[test]
 fn a_file_shorter_than_its_declared_length_closes_the_connection_after_it() {
-    use std::io::{Read, Write};
     let server = serve("file_wrapped");
-    let mut stream = server.connect();
-    stream
-        .write_all(&[get("/longer"), get("/whole")].concat())
-        .unwrap();
-    let mut received = Vec::new();
-    stream.read_to_end(&mut received).expect("a clean close");
+    let received = pipelined_until_close(&server, &["/longer", "/whole"]);
     let head_end = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(
         received[head_end..] == data()[10..],
         "the file's rest, then the close"
     );
+}
+
+/// Sends GET requests for `paths` at once on one connection and reads until the server closes
+/// it (cleanly: a reset fails the test).
+fn pipelined_until_close(server: &TestServer, paths: &[&str]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = server.connect();
+    let requests: Vec<Vec<u8>> = paths.iter().map(|path| get(path)).collect();
+    stream.write_all(&requests.concat()).unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).expect("a clean close");
+    received
 }
 
 #[test]
@@ -291,13 +297,9 @@ fn a_body_failing_midway_cuts_the_connection_and_close_is_still_called() {
 
 #[test]
 fn a_body_shorter_than_its_content_length_closes_the_connection_after_it() {
-    use std::io::{Read, Write};
     let server = serve("short");
     for _ in 0..2 {
-        let mut stream = server.connect();
-        stream.write_all(&[get("/"), get("/")].concat()).unwrap();
-        let mut received = Vec::new();
-        stream.read_to_end(&mut received).expect("a clean close");
+        let received = pipelined_until_close(&server, &["/", "/"]);
         let text = String::from_utf8_lossy(&received);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(
