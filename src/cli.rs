@@ -17,7 +17,7 @@ use crate::config::{Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED}
     version,
     about = "A multithreaded WSGI-style HTTP/1.1 server"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Address to listen on, IP:PORT or [IPv6]:PORT (repeatable; port 0 = any free port).
     #[arg(long = "bind", value_name = "ADDR:PORT")]
     pub bind: Vec<String>,
@@ -73,7 +73,7 @@ pub struct Cli {
 
 /// `--method`'s values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MethodArg {
+pub(crate) enum MethodArg {
     /// Run an application.
     Wsgi,
     /// Serve files from `--document-root`.

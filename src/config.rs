@@ -21,14 +21,14 @@ pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
 
 /// One address to listen on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interface {
+pub(crate) struct Interface {
     /// The socket address to bind (port 0 picks a free port).
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 /// What the server does with a request: Rocket's `method` option.
 #[derive(Clone)]
-pub enum Method {
+pub(crate) enum Method {
     /// Run an application (`method = 'wsgi'`).
     Wsgi(Arc<dyn Application>),
     /// Serve the files under a document root (`method = 'fs'`).
@@ -37,7 +37,7 @@ pub enum Method {
 
 impl Method {
     /// The application that answers requests.
-    pub fn application(&self) -> Arc<dyn Application> {
+    pub(crate) fn application(&self) -> Arc<dyn Application> {
         match self {
             Method::Wsgi(app) => app.clone(),
             Method::Fs(files) => files.clone(),
@@ -58,36 +58,36 @@ impl fmt::Debug for Method {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where to listen; several interfaces, IPv4 and IPv6, are allowed.
-    pub interfaces: Vec<Interface>,
+    pub(crate) interfaces: Vec<Interface>,
     /// What to serve.
-    pub method: Method,
+    pub(crate) method: Method,
     /// Workers kept even when idle (always > 0).
-    pub min_threads: usize,
+    pub(crate) min_threads: usize,
     /// Upper bound on workers; 0 means no limit.
-    pub max_threads: usize,
+    pub(crate) max_threads: usize,
     /// The listen backlog handed to the kernel.
-    pub queue_size: u32,
+    pub(crate) queue_size: u32,
     /// Accepted connections that may wait for a worker once `max_threads` are busy; past it
     /// the Listeners pause and the kernel's backlog holds new clients.
-    pub max_queued: usize,
+    pub(crate) max_queued: usize,
     /// How long an idle keep-alive connection is kept open.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// How long a request head may take to arrive (in all), and how long a client may keep a
     /// worker waiting on a body or a response that does not move.
-    pub read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
     /// How long a graceful stop waits for in-flight requests.
-    pub shutdown_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
     /// Whether the server installs SIGTERM/SIGINT/SIGHUP/SIGUSR1 handlers.
-    pub handle_signals: bool,
+    pub(crate) handle_signals: bool,
     /// Size limits of a request head.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// The largest request body accepted, in bytes; larger ones get 413.
-    pub max_body: u64,
+    pub(crate) max_body: u64,
     /// The period of the Monitor's tick, which drives pool shrinking and liveness checks.
-    pub tick: Duration,
+    pub(crate) tick: Duration,
     /// The value of the `Server` response header: the product, without its version (which
     /// would only help an attacker pick an exploit).
-    pub server_name: String,
+    pub(crate) server_name: String,
 }
 
 impl Config {

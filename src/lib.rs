@@ -1,10 +1,15 @@
 //! skyrocket: a multithreaded, WSGI-style HTTP/1.1 server on actix actors, after web2py's Rocket.
 //!
-//! Listeners accept connections and send them to the Dispatcher, which hands each to a Worker
-//! on a thread of its own; the Worker serves the connection's requests with blocking I/O and
-//! runs the application inline, then parks the idle connection with the Monitor, which sends it
-//! back when the next request arrives. The Server actor owns them all and takes `Start`,
-//! `Stop`, `Restart` and `Status` messages. See `docs/architecture.md`.
+//! Applications are plain blocking functions ([`Application`]): each request runs on a worker
+//! thread of a pool that grows under load and shrinks when idle. Actors make up the control
+//! plane: Listeners accept connections and send them to the Dispatcher, which admits them into
+//! the pool's idle set (one epoll instance) and keeps the pool's size; the Monitor keeps time
+//! (idle timeouts, the pool's tick); the [`Server`] owns them all and takes [`Start`],
+//! [`Stop`], [`Restart`] and [`Status`]. A request's bytes never cross a mailbox: a free
+//! worker takes a ready connection from the idle set itself, serves it with blocking I/O and
+//! parks it again. One free worker per core waits on the idle set; another watches that the
+//! set is never left unwatched while workers are stuck in the application. See
+//! `docs/architecture.md`.
 //!
 //! ```no_run
 //! use skyrocket::{Config, Environ, Input, Reply};
@@ -17,27 +22,49 @@
 //!     .unwrap();
 //! skyrocket::run(config, |addrs| println!("listening on {addrs:?}")).unwrap();
 //! ```
+//!
+//! The layers, from the bottom: `http` (the wire protocol on byte buffers), `conn` (a client
+//! connection and its socket), `pool` (what one generation of workers shares: the idle set and
+//! the hand-off), then one module per actor (`worker`, `dispatcher`, `monitor`, `listener`,
+//! `server`), and the entry points (`standalone`, [`cli`]).
 
-pub mod access_log;
-pub mod app;
+// The application interface.
+mod app;
+pub use app::{Application, Body, Chunks, Environ, Input, Reply};
+
+// Configuration and entry points.
 pub mod cli;
-pub mod config;
-pub mod demo;
-pub mod dispatcher;
+mod config;
+mod standalone;
+pub use config::{Config, ConfigBuilder, ConfigError};
+pub use standalone::{run, spawn, ServerHandle};
+
+// Applications that come with the server.
+mod demo;
 pub mod fs;
-pub mod http;
-pub mod listener;
-pub mod monitor;
-pub mod pool;
 #[cfg(feature = "python")]
 pub mod python;
-pub mod server;
-pub mod standalone;
-pub mod stats;
-pub mod worker;
 
-pub use app::{Application, Body, Environ, Input, Reply};
-pub use config::{Config, ConfigBuilder, ConfigError};
-pub use server::{Restart, Server, ServerError, Start, Status, Stop};
-pub use standalone::{run, spawn, ServerHandle};
+// The wire protocol: public only for the fuzz targets (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub mod http;
+#[cfg(not(feature = "fuzzing"))]
+mod http;
+
+// The data plane beneath the actors.
+mod access_log;
+mod conn;
+mod pool;
+mod stats;
 pub use stats::StatusReport;
+
+// The actors.
+mod dispatcher;
+mod listener;
+mod monitor;
+mod server;
+mod worker;
+pub use server::{Restart, Server, ServerError, Start, Status, Stop};
+
+#[cfg(test)]
+mod test_support;

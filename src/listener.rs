@@ -14,24 +14,24 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::io::unix::AsyncFd;
 
-use crate::dispatcher::Connection;
+use crate::conn::Connection;
 use crate::stats::{Gauge, Stats};
 
 /// How long accepting pauses after an error such as running out of file descriptors.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// How often a Listener paused by backpressure checks whether it may accept again.
-pub const BACKPRESSURE_POLL: Duration = Duration::from_millis(5);
+pub(crate) const BACKPRESSURE_POLL: Duration = Duration::from_millis(5);
 
 /// When accepting pauses: every worker the pool may have is serving (a free worker would take
 /// a new connection at once) and enough connections already wait. Silent connections do not
 /// stop accepting: they keep no worker busy.
 #[derive(Debug, Clone, Copy)]
-pub struct Backpressure {
+pub(crate) struct Backpressure {
     /// The pool's limit (0: none, never pause).
-    pub max_threads: usize,
+    pub(crate) max_threads: usize,
     /// Accepted connections allowed to wait for a worker once the pool is at its limit.
-    pub max_queued: usize,
+    pub(crate) max_queued: usize,
 }
 
 impl Backpressure {
@@ -47,10 +47,10 @@ impl Backpressure {
 /// kernel's backlog).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Pause;
+pub(crate) struct Pause;
 
 /// Accepts on one listening socket.
-pub struct Listener {
+pub(crate) struct Listener {
     /// A duplicate of the Server's listening socket (non-blocking), taken when started.
     socket: Option<TcpListener>,
     /// The bound address.
@@ -65,7 +65,7 @@ pub struct Listener {
 
 impl Listener {
     /// A Listener on `socket` (a non-blocking duplicate of the Server's).
-    pub fn new(
+    pub(crate) fn new(
         socket: TcpListener,
         dispatcher: Recipient<Connection>,
         stats: Arc<Stats>,

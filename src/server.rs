@@ -14,10 +14,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::{Config, Interface};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
 use crate::listener::{Backpressure, Listener, Pause};
-use crate::monitor::{Close, Handover, IdleSet, Monitor};
-use crate::pool::Pool;
+use crate::monitor::{Close, Handover, Monitor};
+use crate::pool::{IdleSet, Pool, Settings};
 use crate::stats::{Stats, StatusReport};
-use crate::worker::{Settings, Worker};
+use crate::worker::Worker;
 
 /// Bind the interfaces (if not yet bound) and start serving; answers the bound addresses.
 #[derive(Message)]
@@ -96,7 +96,8 @@ impl Generation {
             draining: Arc::new(AtomicBool::new(false)),
         };
         let idle = IdleSet::new(stats.clone())?;
-        let pool = Arc::new(Pool::new(settings, idle, config.tick));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = Arc::new(Pool::new(settings, idle, cores, config.tick));
         let dispatcher_ctx = actix::Context::<Dispatcher>::new();
         let ticks = dispatcher_ctx.address().recipient();
         let monitor = Monitor::new(pool.clone(), config.timeout, config.tick, ticks).start();

@@ -25,7 +25,7 @@ pub struct Stats {
     requests: AtomicU64,
 }
 
-/// A snapshot of [`Stats`], the answer to `Status`.
+/// A snapshot of `Stats`, the answer to `Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StatusReport {
     /// Whether the server is accepting connections.

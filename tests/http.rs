@@ -5,6 +5,7 @@ mod common;
 use std::io::Read;
 
 use common::client::{get, Conn};
+use common::wait::wait_until;
 use common::TestServer;
 
 #[test]
@@ -327,21 +328,13 @@ fn idle_connection_is_parked_and_served_again() {
     let server = TestServer::testbed();
     let mut conn = Conn::new(server.connect());
     assert_eq!(conn.request(&get("/hello")).status, 200);
-    wait_until(|| server.status().idle_connections == 1);
+    wait_until("the connection is parked", || {
+        server.status().idle_connections == 1
+    });
     assert_eq!(conn.request(&get("/hello")).status, 200);
-    wait_until(|| server.status().requests_total == 2);
-}
-
-/// Polls `cond` (a status read, not a sleep standing in for an event) for up to 5 s.
-fn wait_until(cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached"
-        );
-        std::thread::yield_now();
-    }
+    wait_until("both responses are counted", || {
+        server.status().requests_total == 2
+    });
 }
 
 #[test]

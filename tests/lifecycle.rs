@@ -10,21 +10,10 @@ use std::thread;
 use std::time::Duration;
 
 use common::client::{get, Conn};
+use common::wait::wait_until;
 use common::TestServer;
 use http::StatusCode;
 use skyrocket::{Environ, Input, Reply, Stop};
-
-/// Polls `cond` (a status read, not a sleep standing in for an event) for up to 10 s.
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        thread::yield_now();
-    }
-}
 
 #[test]
 fn graceful_stop_delivers_the_request_in_flight_with_connection_close() {

@@ -1,7 +1,7 @@
 //! The testbed application: the routes tests and benchmarks rely on.
 
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -18,6 +18,7 @@ pub fn testbed(env: &Environ, input: &mut Input<'_>) -> Reply {
         ("GET" | "HEAD", "/hello") => hello(),
         ("POST", "/echo") => echo(input),
         ("GET", "/sleep") => sleep(env),
+        ("GET", "/spin") => spin(env),
         ("GET", "/stream") => stream(env),
         ("GET", "/zeros") => zeros(env),
         ("GET", "/bytes") => bytes(env),
@@ -54,6 +55,17 @@ fn sleep(env: &Environ) -> Reply {
     let ms = query_number(env, "ms").unwrap_or(0).min(60_000);
     std::thread::sleep(Duration::from_millis(ms));
     Reply::text(StatusCode::OK, format!("slept {ms} ms\n"))
+}
+
+/// Burns `us` µs of CPU (at most 10 s), as the benchmark peers' CPU-bound handler does.
+fn spin(env: &Environ) -> Reply {
+    let us = query_number(env, "us").unwrap_or(0).min(10_000_000);
+    let start = Instant::now();
+    let mut x = 0u64;
+    while start.elapsed() < Duration::from_micros(us) {
+        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+    }
+    Reply::text(StatusCode::OK, format!("{x}\n"))
 }
 
 fn stream(env: &Environ) -> Reply {

@@ -1,5 +1,5 @@
 //! The testbed server: skyrocket's command line serving the routes of `app.rs`
-//! (`/hello`, `/echo`, `/sleep?ms=N`, `/stream?n=K`, `/panic`, `/environ...`).
+//! (`/hello`, `/echo`, `/sleep?ms=N`, `/spin?us=N`, `/stream?n=K`, `/panic`, `/environ...`).
 
 mod app;
 

@@ -28,7 +28,7 @@ pub struct Environ {
 
 impl Environ {
     /// Builds the environ of a request that arrived on `local` from `peer`.
-    pub fn new(
+    pub(crate) fn new(
         head: RequestHead,
         local: SocketAddr,
         peer: SocketAddr,
@@ -111,6 +111,12 @@ impl Environ {
         self.scheme
     }
 
+    /// The host the request is for: the authority of an absolute-form target
+    /// (`GET http://host:port/...`, RFC 9112 §3.2.2), else the `Host` header.
+    pub fn host(&self) -> Option<&str> {
+        self.head.host()
+    }
+
     /// The first value of a header, if it is valid UTF-8; names are case-insensitive.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head
@@ -155,7 +161,7 @@ impl Environ {
             "SCRIPT_NAME" => "".into(),
             "PATH_INFO" => self.path_info(),
             "QUERY_STRING" => self.query_string().into(),
-            "CONTENT_TYPE" => self.header("content-type")?.into(),
+            "CONTENT_TYPE" => self.head.content_type()?.into(),
             "CONTENT_LENGTH" => self.header("content-length")?.into(),
             "SERVER_NAME" => self.local.ip().to_string().into(),
             "SERVER_PORT" => self.local.port().to_string().into(),

@@ -5,7 +5,7 @@
 //! `ETag`, conditional requests (304) and single byte ranges (206, 416). A directory is
 //! redirected to its `/` form, then answered with its `index.html`, or a listing when
 //! `display_index` is on, or 403. Nothing outside the root is ever opened (see
-//! [`open_beneath`]); whatever is refused or missing gets the same 404.
+//! `open_beneath`); whatever is refused or missing gets the same 404.
 
 mod listing;
 mod resolve;
@@ -27,8 +27,8 @@ use rustix::fs::{Mode, OFlags};
 
 use crate::app::{Application, Body, Environ, Input, Reply};
 
-pub use resolve::{open_beneath, Opened};
-pub use validators::{Span, Validators};
+pub(crate) use resolve::{open_beneath, Opened};
+pub(crate) use validators::{Span, Validators};
 
 /// Serves the files under a document root.
 #[derive(Debug)]

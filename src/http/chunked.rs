@@ -136,6 +136,7 @@ impl ChunkedDecoder {
     }
 
     /// Whether the whole body has been decoded.
+    #[cfg(test)]
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }

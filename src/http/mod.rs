@@ -22,7 +22,6 @@ mod head;
 mod response;
 
 pub use chunked::{ChunkedDecoder, Decoded};
-pub use date::http_date;
 pub use error::ProtocolError;
 pub use head::{parse_head, BodyFraming, Limits, RequestHead, Version};
 pub use response::{

@@ -8,7 +8,6 @@ use std::io;
 
 use bytes::Bytes;
 use pyo3::exceptions::PyTypeError;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
 
@@ -16,7 +15,7 @@ use crate::app::Body;
 
 use super::file_wrapper::FileWrapper;
 use super::start_response::StartResponse;
-use super::{attach, traceback};
+use super::{attach, call_close, traceback};
 
 /// The rest of a streamed body.
 pub struct PyChunks {
@@ -156,15 +155,11 @@ fn is_sequence(result: &Bound<'_, PyAny>) -> bool {
     result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>()
 }
 
-/// Calls the result's `close()`, if it has one (PEP 3333: always, even after an error); also
-/// a wrapped file's.
+/// Calls the result's `close()`, if it has one (PEP 3333: always, even after an error).
 pub fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
-    if is_sequence(result) {
-        return Ok(());
-    }
-    match result.getattr_opt(intern!(result.py(), "close"))? {
-        Some(close) => close.call0().map(drop),
-        None => Ok(()),
+    match is_sequence(result) {
+        true => Ok(()),
+        false => call_close(result),
     }
 }
 

@@ -39,7 +39,7 @@ impl FileWrapper {
 
     /// Closes the file-like object, if it can be closed.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        super::body::close(self.filelike.bind(py))
+        super::call_close(self.filelike.bind(py))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Python WSGI applications (PEP 3333), with the `python` feature: CPython embedded with pyo3,
 //! a Python callable as one more [`Application`].
 //!
-//! Each worker thread keeps one Python thread state for its whole life (see [`attach`]), so a
+//! Each worker thread keeps one Python thread state for its whole life (see `attach`), so a
 //! request costs a GIL acquisition, not a thread state. The GIL is held while Python code
 //! runs and released while the worker writes the response and waits for connections.
 
@@ -159,6 +159,14 @@ impl Application for PythonApp {
                 Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
             })
         })
+    }
+}
+
+/// Calls `object.close()`, if it has one: a result's or a wrapped file's clean-up.
+pub(crate) fn call_close(object: &Bound<'_, PyAny>) -> PyResult<()> {
+    match object.getattr_opt(pyo3::intern!(object.py(), "close"))? {
+        Some(close) => close.call0().map(drop),
+        None => Ok(()),
     }
 }
 

@@ -7,8 +7,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::http::{BodyFraming, ChunkedDecoder, Decoded, ProtocolError, CONTINUE_100};
 
-use super::budget::Budget;
-use super::socket::Socket;
+use crate::conn::{Budget, Socket};
 
 /// Where the body stands.
 enum State {
@@ -98,6 +97,9 @@ impl<'a> BodyReader<'a> {
     pub(crate) fn discard_rest(&mut self, limit: u64) -> bool {
         if self.continue_pending {
             return false;
+        }
+        if matches!(self.state, State::Done) {
+            return self.fault.is_none();
         }
         let mut scratch = [0u8; 8192];
         let mut discarded = 0u64;

@@ -3,49 +3,19 @@
 //! application inline, and parks the connection again when nothing more is buffered.
 
 mod body;
-mod budget;
-mod outbox;
 mod respond;
 mod session;
-mod socket;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::app::Application;
-use crate::dispatcher::{Connection, Exhausted, WorkerFactory, WorkerId, WorkerLink};
-use crate::http::Limits;
-use crate::monitor::Parking;
-use crate::pool::Pool;
-use crate::stats::Stats;
+use crate::conn::Connection;
+use crate::dispatcher::{Exhausted, WorkerFactory, WorkerId, WorkerLink};
+use crate::pool::{Parking, Pool, Role};
 
-pub use outbox::Outbox;
-pub use session::PREBUFFER_BODY;
-pub(crate) use session::{serve, Buffers, Outcome};
-pub(crate) use socket::{has_input, reset};
-
-/// How connections are served: what every worker of one pool shares.
-pub struct Settings {
-    /// The application that answers requests.
-    pub app: Arc<dyn Application>,
-    /// Request head limits.
-    pub limits: Limits,
-    /// How long a client may make a worker wait: for a head to complete (in all), for a body
-    /// or on a response that does not move (see `budget`).
-    pub read_timeout: Duration,
-    /// The largest request body accepted (413 past it).
-    pub max_body: u64,
-    /// The `Server` header value.
-    pub server_name: String,
-    /// Gauges and totals.
-    pub stats: Arc<Stats>,
-    /// Set when the pool drains: responses say `Connection: close` and connections close
-    /// instead of being parked.
-    pub draining: Arc<AtomicBool>,
-}
+use session::{serve, Buffers, Outcome};
 
 /// Starts the serving loop (sent by the worker to itself when started).
 #[derive(Message)]
@@ -53,7 +23,7 @@ pub struct Settings {
 struct Run;
 
 /// A worker: its thread blocks while it waits and serves, which is what its own arbiter is for.
-pub struct Worker {
+pub(crate) struct Worker {
     /// Its name in the Dispatcher's pool.
     id: WorkerId,
     /// The pool it serves.
@@ -64,11 +34,13 @@ pub struct Worker {
     dispatcher: Recipient<Exhausted>,
     /// Buffers lent to each connection served.
     bufs: Buffers,
+    /// Where it is in the pool's hand-off.
+    role: Role,
 }
 
 impl Worker {
     /// A worker of `pool`, retired when `retire` is set.
-    pub fn new(
+    pub(crate) fn new(
         id: WorkerId,
         pool: Arc<Pool>,
         retire: Arc<AtomicBool>,
@@ -80,11 +52,12 @@ impl Worker {
             retire,
             dispatcher,
             bufs: Buffers::default(),
+            role: Role::Free,
         }
     }
 
     /// Starts workers on arbiters of their own, for a Dispatcher.
-    pub fn factory(pool: Arc<Pool>) -> WorkerFactory {
+    pub(crate) fn factory(pool: Arc<Pool>) -> WorkerFactory {
         Box::new(move |id, dispatcher| {
             let arbiter = Arbiter::new();
             let retire = Arc::new(AtomicBool::new(false));
@@ -93,7 +66,7 @@ impl Worker {
                 Worker::new(id, pool, flag, dispatcher)
             });
             WorkerLink {
-                alive: addr.recipient(),
+                alive: Box::new(move || addr.connected()),
                 retire,
                 arbiter: Some(arbiter),
             }
@@ -102,15 +75,15 @@ impl Worker {
 
     fn run(&mut self) {
         while !self.retire.load(Ordering::Relaxed) {
-            if let Some((conn, hung_up)) = self.pool.next_connection() {
-                self.pool.serving_started();
+            if let Some((conn, hung_up)) = self.pool.next_connection(&mut self.role) {
                 if self.pool.exhausted() {
                     self.ask_to_grow();
                 }
                 self.serve(conn, hung_up);
-                self.pool.serving_ended();
+                self.pool.served(&mut self.role);
             }
         }
+        self.pool.leave(&mut self.role);
         log::debug!("worker {} retired", self.id);
     }
 
@@ -168,16 +141,4 @@ impl actix::Handler<Run> for Worker {
         self.run();
         ctx.stop();
     }
-}
-
-/// Asks whether a worker is alive; answered only between connections, its use is the
-/// mailbox's `connected()` state.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Ping;
-
-impl actix::Handler<Ping> for Worker {
-    type Result = ();
-
-    fn handle(&mut self, _: Ping, _ctx: &mut Self::Context) {}
 }

@@ -11,7 +11,7 @@ use crate::http::{
     declared_length, encode_chunk, encode_head, ResponseFraming, Version, LAST_CHUNK,
 };
 
-use super::socket::Socket;
+use crate::conn::Socket;
 
 /// Bodies up to this size are sent in the same write as the head (files too: a small file is
 /// read into the head's buffer, which costs less than `sendfile`'s machinery).

@@ -11,16 +11,12 @@ use http::StatusCode;
 
 use crate::access_log::{self, Entry};
 use crate::app::{Application, Environ, Input, Reply};
-use crate::dispatcher::Connection;
+use crate::conn::{file_ended, Budget, Connection, Outbox, Socket, Ticket};
 use crate::http::{error_response, parse_head, BodyFraming, ProtocolError, RequestHead};
-use crate::monitor::Ticket;
+use crate::pool::Settings;
 
 use super::body::{BodyFault, BodyReader};
-use super::budget::Budget;
-use super::outbox::{self, Outbox};
 use super::respond::{write_reply, Plan};
-use super::socket::Socket;
-use super::Settings;
 
 /// The most unread request body discarded to keep a connection open; past it, it closes.
 const DISCARD_LIMIT: u64 = 256 * 1024;
@@ -29,7 +25,7 @@ const DISCARD_LIMIT: u64 = 256 * 1024;
 /// `100 Continue`) are received in full before a worker runs the application, like heads:
 /// a client that sends them slowly waits in the idle set, holding no worker. Larger bodies
 /// are read by the application as they arrive.
-pub const PREBUFFER_BODY: u64 = 16 * 1024;
+pub(crate) const PREBUFFER_BODY: u64 = 16 * 1024;
 
 /// How a connection left the worker.
 pub(crate) enum Outcome {
@@ -172,6 +168,10 @@ impl Session<'_> {
             Some(outbox) => self.resume_sending(outbox),
             None => self.serve_requests(),
         };
+        let end = match end {
+            End::Idle => self.release_held(),
+            other => other,
+        };
         let mut unread = std::mem::take(&mut self.buf);
         let partial = match end {
             End::Idle | End::Sending(_) => BytesMut::from(&unread[..]),
@@ -193,13 +193,27 @@ impl Session<'_> {
         }
     }
 
+    /// Sends the responses held back before the connection is parked; what the socket does
+    /// not take waits in an outbox.
+    fn release_held(&mut self) -> End {
+        match self.socket.release(false) {
+            Err(_) => End::Abort,
+            Ok(()) if self.socket.queued() => {
+                let budget = self.settings.read_timeout;
+                End::Sending(Box::new(Outbox::new(true, budget)))
+            }
+            Ok(()) => End::Idle,
+        }
+    }
+
     /// Closes; if the client sent more than was read (pipelined requests after a
     /// `Connection: close`), drains first so that the kernel does not reset the connection
     /// and destroy the response the client has not read yet.
     fn close(self, left_unread: bool) -> Outcome {
         let ticket = self.ticket;
-        if left_unread || self.socket.has_input() {
-            self.socket.close_lingering();
+        match left_unread || self.socket.has_input() {
+            true => self.socket.close_lingering(),
+            false => self.socket.close(),
         }
         Outcome::Closed(ticket)
     }
@@ -225,7 +239,7 @@ impl Session<'_> {
     /// Whether a response failed because its file was shorter than promised: all of the file
     /// was sent, so the connection closes cleanly (anything else resets it).
     fn file_ended(&self, err: &std::io::Error) -> bool {
-        let ended = outbox::file_ended(err);
+        let ended = file_ended(err);
         if ended {
             log::debug!("{}: the response's file ended early; closing", self.peer);
         }
@@ -323,6 +337,8 @@ impl Session<'_> {
             keep_alive: wants_keep_alive && body_clean && !draining,
             server: &self.settings.server_name,
         };
+        // Requests already read after this one: its response waits to leave with theirs.
+        self.socket.hold(!self.buf.is_empty());
         let (socket, out) = (&mut self.socket, &mut self.bufs.out);
         let sent = catch_unwind(AssertUnwindSafe(|| write_reply(socket, out, reply, &plan)))
             .unwrap_or_else(|_| {
@@ -336,6 +352,10 @@ impl Session<'_> {
             Err(_) => return After::Abort,
         };
         log_access(&environ, sent.status, sent.body_bytes);
+        let batch_goes_on = sent.keep_alive && !self.buf.is_empty();
+        if !batch_goes_on && self.socket.release(false).is_err() {
+            return After::Abort;
+        }
         match (self.socket.queued(), sent.keep_alive) {
             (true, keep_alive) => After::Sending(keep_alive),
             (false, true) => After::KeepAlive,

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod process;
+pub mod wait;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -82,16 +83,9 @@ impl TestServer {
     }
 
     /// Polls the status (not a sleep standing in for an event) until `cond` holds; fails
-    /// after [`CLIENT_TIMEOUT`].
+    /// after [`wait::WAIT`].
     pub fn wait_for(&self, what: &str, cond: impl Fn(&StatusReport) -> bool) {
-        let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
-        while !cond(&self.status()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting: {what}"
-            );
-            std::thread::yield_now();
-        }
+        wait::wait_until(what, || cond(&self.status()));
     }
 
     /// The handle, to restart or stop explicitly.

@@ -30,10 +30,19 @@ const LINGER_ON_CLOSE: Duration = Duration::from_millis(500);
 /// The most bytes drained while closing.
 const LINGER_BYTES: usize = 64 * 1024;
 
+/// The most response bytes held back for one write while pipelined requests are served.
+const BATCH_LIMIT: usize = 64 * 1024;
+
 /// Whether bytes wait unread on `stream` (blocking or not; it does not wait).
 pub(crate) fn has_input(stream: &TcpStream) -> bool {
     let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
     matches!(recv(stream, &mut [0u8; 1], flags), Ok((1, _)))
+}
+
+/// Whether the send buffer of `stream` has room (it does not wait).
+pub(crate) fn has_room(stream: &TcpStream) -> bool {
+    let mut fds = [PollFd::new(stream, PollFlags::OUT)];
+    poll(&mut fds, Some(&Timespec::default())).is_ok_and(|ready| ready > 0)
 }
 
 /// Makes dropping `stream` reset the connection (`SO_LINGER` 0), discarding what the client
@@ -55,6 +64,11 @@ pub(crate) struct Socket {
     /// Response bytes the socket did not take yet, to be sent when it has room (see
     /// [`super::outbox`]).
     queue: Unsent,
+    /// Whether small responses are held back in `held`: more pipelined requests are at hand,
+    /// and their responses leave together in one write.
+    holding: bool,
+    /// Response bytes held back while `holding`, sent before anything else is.
+    held: Vec<u8>,
 }
 
 impl Socket {
@@ -73,11 +87,15 @@ impl Socket {
             drained: false,
             writes: Budget::renewable(write_budget),
             queue: Unsent::default(),
+            holding: false,
+            held: Vec::new(),
         })
     }
 
-    /// Gives the (non-blocking) stream back, e.g. to park it.
+    /// Gives the (non-blocking) stream back, e.g. to park it; nothing may be held back
+    /// (see [`Socket::release`]).
     pub(crate) fn into_inner(self) -> TcpStream {
+        debug_assert!(self.held.is_empty(), "held response bytes dropped");
         self.stream
     }
 
@@ -101,10 +119,12 @@ impl Socket {
     }
 
     /// Reads straight into `out`, waiting within `budget`; past it the error is `TimedOut`.
+    /// Responses held back are sent before waiting: the client may be waiting for them.
     pub(crate) fn read_within(&mut self, out: &mut [u8], budget: &mut Budget) -> io::Result<usize> {
         loop {
             match self.read_now(out) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_held()?;
                     wait(&self.stream, PollFlags::IN, budget)?
                 }
                 Ok(n) => {
@@ -150,9 +170,59 @@ impl Socket {
         self.writes.refill();
     }
 
+    /// Holds small responses back from now on (`true`: more requests are at hand), or sends
+    /// them as they come (`false`; what is held stays held until [`Socket::release`]).
+    pub(crate) fn hold(&mut self, holding: bool) {
+        self.holding = holding;
+    }
+
+    /// Sends what is held back without waiting; the rest is queued. With `more`, the kernel
+    /// is told that more follows at once.
+    pub(crate) fn release(&mut self, more: bool) -> io::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        let sent = self.send_or_queue_now(&held, more);
+        self.held = held;
+        self.held.clear();
+        sent
+    }
+
+    /// Sends what is held back, waiting within the response's budget (before a blocking
+    /// write or read).
+    fn write_held(&mut self) -> io::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        let written = self.write_unheld(&held);
+        self.held = held;
+        self.held.clear();
+        written
+    }
+
     /// Sends what the socket takes of `data` now; the rest (copied) is queued. With `more`,
-    /// the kernel is told that more follows at once.
+    /// the kernel is told that more follows at once. While holding, small data is held back
+    /// instead (a full batch is sent first); data that follows held data leaves with it, in
+    /// one write.
     pub(crate) fn send_or_queue(&mut self, data: &[u8], more: bool) -> io::Result<()> {
+        if self.held.len() + data.len() > BATCH_LIMIT {
+            self.release(more)?;
+        }
+        let fits = self.held.len() + data.len() <= BATCH_LIMIT;
+        if fits && self.queue.is_empty() && (self.holding || !self.held.is_empty()) {
+            self.held.extend_from_slice(data);
+            return match self.holding {
+                true => Ok(()),
+                false => self.release(more),
+            };
+        }
+        self.release(more)?;
+        self.send_or_queue_now(data, more)
+    }
+
+    fn send_or_queue_now(&mut self, data: &[u8], more: bool) -> io::Result<()> {
         let sent = match self.queue.is_empty() {
             true => write_now(&self.stream, data, more)?,
             false => 0,
@@ -165,6 +235,7 @@ impl Socket {
 
     /// Sends what the socket takes of `data` now; the rest is queued (without a copy).
     pub(crate) fn send_or_queue_bytes(&mut self, data: Bytes) -> io::Result<()> {
+        self.release(false)?;
         let sent = match self.queue.is_empty() {
             true => write_now(&self.stream, &data, false)?,
             false => 0,
@@ -178,6 +249,7 @@ impl Socket {
     /// Sends what the socket takes of `len` bytes of `file` now (`sendfile`); the rest is
     /// queued.
     pub(crate) fn send_or_queue_file(&mut self, file: File, len: u64) -> io::Result<()> {
+        self.release(true)?;
         let sent = match self.queue.is_empty() {
             true => sendfile_now(&self.stream, &file, len)?,
             false => 0,
@@ -198,8 +270,9 @@ impl Socket {
         !self.queue.is_empty()
     }
 
-    /// Takes the queued bytes (to wait with the parked connection).
+    /// Takes the queued bytes (to wait with the parked connection); nothing may be held back.
     pub(crate) fn take_queue(&mut self) -> Unsent {
+        debug_assert!(self.held.is_empty(), "held response bytes dropped");
         std::mem::take(&mut self.queue)
     }
 
@@ -208,8 +281,14 @@ impl Socket {
         self.queue = queue;
     }
 
-    /// Writes all of `data` within the response's budget (nothing may be queued).
-    pub(crate) fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+    /// Writes all of `data` within the response's budget, after what is held back (nothing
+    /// may be queued).
+    pub(crate) fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.write_held()?;
+        self.write_unheld(data)
+    }
+
+    fn write_unheld(&mut self, mut data: &[u8]) -> io::Result<()> {
         debug_assert!(
             self.queue.is_empty(),
             "bytes queued before a blocking write"
@@ -241,9 +320,15 @@ impl Socket {
         reset(&self.stream);
     }
 
-    /// Closes after an error answer or with unread input: stop sending, drain briefly, then
-    /// drop.
+    /// Closes after sending what is held back (within the response's budget).
+    pub(crate) fn close(mut self) {
+        let _ = self.write_held();
+    }
+
+    /// Closes after an error answer or with unread input: send what is held back, stop
+    /// sending, drain briefly, then drop.
     pub(crate) fn close_lingering(mut self) {
+        let _ = self.write_held();
         let _ = self.stream.shutdown(Shutdown::Write);
         let mut budget = Budget::total(LINGER_ON_CLOSE);
         let mut drained = 0;
@@ -269,5 +354,83 @@ fn wait(stream: &TcpStream, flags: PollFlags, budget: &mut Budget) -> io::Result
         Ok(0) => Err(io::ErrorKind::TimedOut.into()),
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Holding responses back while pipelined requests are served, on a loopback pair.
+
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    use super::*;
+    use crate::test_support::{loopback, pair};
+
+    /// A socket on the server side of a loopback pair, and the client side.
+    fn socket() -> (Socket, TcpStream) {
+        let (client, conn) = pair(&loopback());
+        let socket = Socket::new(conn.stream, Duration::from_secs(5), false).unwrap();
+        (socket, client)
+    }
+
+    /// What the client can read without waiting.
+    fn readable_now(client: &mut TcpStream) -> Vec<u8> {
+        client.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = client.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        client.set_nonblocking(false).unwrap();
+        got
+    }
+
+    /// Reads exactly `len` bytes.
+    fn read_exactly(client: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut got = vec![0u8; len];
+        client.read_exact(&mut got).unwrap();
+        got
+    }
+
+    #[test]
+    fn held_responses_leave_together_with_the_last_one() {
+        let (mut socket, mut client) = socket();
+        socket.hold(true);
+        socket.send_or_queue(b"one ", false).unwrap();
+        socket.send_or_queue(b"two ", false).unwrap();
+        assert_eq!(readable_now(&mut client), b"", "held back");
+        socket.hold(false);
+        socket.send_or_queue(b"three", false).unwrap();
+        assert_eq!(read_exactly(&mut client, 13), b"one two three");
+        assert!(!socket.queued());
+    }
+
+    #[test]
+    fn a_blocking_write_or_a_large_body_sends_what_is_held_first() {
+        let (mut socket, mut client) = socket();
+        socket.hold(true);
+        socket.send_or_queue(b"head ", false).unwrap();
+        socket.write_all(b"stream ").unwrap();
+        socket.send_or_queue(b"held ", false).unwrap();
+        socket
+            .send_or_queue_bytes(Bytes::from_static(b"body"))
+            .unwrap();
+        assert_eq!(read_exactly(&mut client, 21), b"head stream held body");
+    }
+
+    #[test]
+    fn a_batch_past_its_limit_is_sent_and_release_sends_the_rest() {
+        let (mut socket, mut client) = socket();
+        socket.hold(true);
+        let chunk = vec![b'x'; 1000];
+        for _ in 0..BATCH_LIMIT / 1000 + 1 {
+            socket.send_or_queue(&chunk, false).unwrap();
+        }
+        let sent = read_exactly(&mut client, BATCH_LIMIT / 1000 * 1000);
+        assert!(sent.iter().all(|&b| b == b'x'));
+        assert_eq!(readable_now(&mut client), b"", "the last chunk is held");
+        socket.release(false).unwrap();
+        assert_eq!(read_exactly(&mut client, 1000), chunk);
     }
 }

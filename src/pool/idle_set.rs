@@ -1,0 +1,698 @@
+//! The set of connections waiting for input: one epoll instance shared by a pool's workers.
+//!
+//! A connection is registered once, edge-triggered, when it is admitted. Between requests it is
+//! *parked*; a free worker waiting on the set (several may wait at once; the kernel wakes one
+//! per event) *takes* a parked connection that became readable and owns it until it parks it
+//! again or closes it. Parking costs no system call: input that arrives while a worker owns the
+//! connection is noted as *pending*, and parking a connection with pending input hands it
+//! straight back to its worker. The table is the single authority on who owns a connection:
+//! whoever changes an entry from parked to owned (a worker) or removes it (the Monitor expiring
+//! it) owns it.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustix::event::{epoll, poll, PollFd, PollFlags, Timespec};
+use slab::Slab;
+
+use crate::conn::{has_input, has_room, Connection, Ticket};
+use crate::stats::{Gauge, Stats};
+
+use super::handoff::Source;
+
+/// Gives every set a distinct id, so that a ticket names the set it belongs to.
+static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What became of a connection handed to [`IdleSet::park`].
+pub(crate) enum Parking {
+    /// Parked (or, if it was no longer registered, dropped).
+    Parked,
+    /// Input arrived while it was served: serve it again.
+    Pending(Connection),
+    /// The set was handed over to another pool: the connection goes there.
+    Sealed(Connection),
+}
+
+/// Where a registered connection is.
+enum Place {
+    /// Waiting for input.
+    Parked {
+        /// The connection.
+        conn: Connection,
+        /// When it was parked, for the keep-alive timeout.
+        since: Instant,
+        /// Never served yet: counts as queued rather than idle.
+        fresh: bool,
+    },
+    /// Being served by a worker.
+    Owned {
+        /// Input arrived since the worker took it.
+        pending: bool,
+    },
+}
+
+/// A registered connection.
+struct Entry {
+    /// Tells this entry from earlier ones at the same key.
+    generation: u32,
+    /// Parked or owned.
+    place: Place,
+    /// Registered for writability too: it waits to send the rest of a response.
+    writing: bool,
+}
+
+/// The registered connections, behind one lock.
+struct Table {
+    /// Entries by key.
+    slab: Slab<Entry>,
+    /// The last generation given out.
+    generation: u32,
+    /// Parked entries never served.
+    fresh: usize,
+    /// Parked entries in all.
+    parked: usize,
+    /// Parked entries waiting to send the rest of a response.
+    sending: usize,
+    /// The set was handed over (restart): nothing more is parked here.
+    sealed: bool,
+}
+
+/// Connections waiting for input, watched by one epoll instance.
+pub(crate) struct IdleSet {
+    /// This set's id.
+    id: u64,
+    /// The epoll instance.
+    epoll: OwnedFd,
+    /// The registered connections.
+    table: Mutex<Table>,
+    /// Gauges: Queued (fresh connections) and Idle (keep-alive connections).
+    stats: Arc<Stats>,
+}
+
+impl IdleSet {
+    /// An empty set.
+    pub(crate) fn new(stats: Arc<Stats>) -> io::Result<Self> {
+        Ok(IdleSet {
+            id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
+            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+            table: Mutex::new(Table {
+                slab: Slab::new(),
+                generation: 0,
+                fresh: 0,
+                parked: 0,
+                sending: 0,
+                sealed: false,
+            }),
+            stats,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers and parks a connection that is not in this set: a new one (`fresh`), or one
+    /// moved from another pool. On error the connection is closed.
+    pub(crate) fn admit(&self, mut conn: Connection, fresh: bool) -> io::Result<()> {
+        let mut table = self.lock();
+        table.generation = table.generation.wrapping_add(1);
+        let generation = table.generation;
+        let key = table.slab.vacant_key();
+        conn.ticket = Some(Ticket {
+            set: self.id,
+            key,
+            generation,
+        });
+        let data = epoll::EventData::new_u64(token(key, generation));
+        let writing = conn.outbox.is_some();
+        epoll::add(&self.epoll, conn.stream.as_fd(), data, interest(writing))?;
+        let place = self.parked_place(&mut table, conn, fresh);
+        (table.slab).insert(Entry {
+            generation,
+            place,
+            writing,
+        });
+        Ok(())
+    }
+
+    /// Parks a connection a worker took from this set, or gives it back when input is
+    /// already pending (serve it again). A connection from elsewhere is admitted.
+    pub(crate) fn park(&self, conn: Connection) -> Parking {
+        let Some(ticket) = conn.ticket.filter(|t| t.set == self.id) else {
+            let peer = conn.peer;
+            if let Err(e) = self.admit(conn, false) {
+                log::warn!("{peer}: cannot watch connection: {e}");
+            }
+            return Parking::Parked;
+        };
+        let mut table = self.lock();
+        if table.sealed {
+            if table.slab.get(ticket.key).map(|e| e.generation) == Some(ticket.generation) {
+                table.slab.remove(ticket.key);
+            }
+            return Parking::Sealed(conn);
+        }
+        let pending = match table.slab.get(ticket.key) {
+            Some(e) if e.generation == ticket.generation => {
+                matches!(e.place, Place::Owned { pending: true })
+            }
+            _ => return Parking::Parked,
+        };
+        if pending {
+            if let Some(entry) = table.slab.get_mut(ticket.key) {
+                entry.place = Place::Owned { pending: false };
+            }
+            return Parking::Pending(conn);
+        }
+        let writing = conn.outbox.is_some();
+        if let Err(e) = self.watch_writes(&table, ticket, &conn, writing) {
+            log::warn!("{}: cannot watch connection: {e}", conn.peer);
+            table.slab.remove(ticket.key);
+            return Parking::Parked;
+        }
+        let place = self.parked_place(&mut table, conn, false);
+        if let Some(entry) = table.slab.get_mut(ticket.key) {
+            entry.place = place;
+            entry.writing = writing;
+        }
+        Parking::Parked
+    }
+
+    /// Adds or removes the interest in writability when `writing` changes.
+    fn watch_writes(
+        &self,
+        table: &Table,
+        ticket: Ticket,
+        conn: &Connection,
+        writing: bool,
+    ) -> io::Result<()> {
+        let changed = (table.slab.get(ticket.key)).is_some_and(|e| e.writing != writing);
+        if !changed {
+            return Ok(());
+        }
+        let data = epoll::EventData::new_u64(token(ticket.key, ticket.generation));
+        epoll::modify(&self.epoll, conn.stream.as_fd(), data, interest(writing))?;
+        Ok(())
+    }
+
+    fn parked_place(&self, table: &mut Table, conn: Connection, fresh: bool) -> Place {
+        table.parked += 1;
+        table.fresh += usize::from(fresh);
+        table.sending += usize::from(conn.outbox.is_some());
+        self.stats.inc(gauge_of(fresh));
+        Place::Parked {
+            conn,
+            since: Instant::now(),
+            fresh,
+        }
+    }
+
+    /// Forgets a connection its worker closed.
+    pub(crate) fn forget(&self, ticket: Ticket) {
+        let mut table = self.lock();
+        let current = table.slab.get(ticket.key).map(|e| e.generation);
+        if ticket.set == self.id && current == Some(ticket.generation) {
+            table.slab.remove(ticket.key);
+        }
+    }
+
+    /// Forgets a closed connection, if it was ever admitted.
+    pub(crate) fn forget_any(&self, ticket: Option<Ticket>) {
+        if let Some(ticket) = ticket {
+            self.forget(ticket);
+        }
+    }
+
+    /// Waits up to `timeout` for a parked connection with input and takes it; the flag says
+    /// the peer has closed its side (its last bytes may still be buffered).
+    pub(crate) fn take_ready(&self, timeout: Duration) -> Option<(Connection, bool)> {
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 1];
+        let timeout = Timespec::try_from(timeout).ok()?;
+        let (ready, _) = epoll::wait(&self.epoll, &mut events, Some(&timeout)).ok()?;
+        let event = *ready.first()?;
+        let flags = event.flags;
+        let hung_up = flags.intersects(epoll::EventFlags::RDHUP | epoll::EventFlags::HUP);
+        let data = event.data.u64();
+        let key = usize::try_from(data >> 32).ok()?;
+        let mut table = self.lock();
+        let entry = table
+            .slab
+            .get_mut(key)
+            .filter(|e| e.generation == data as u32)?;
+        match &mut entry.place {
+            Place::Owned { pending } => {
+                *pending = true;
+                None
+            }
+            Place::Parked { .. } => {
+                let owned = Place::Owned { pending: false };
+                let place = std::mem::replace(&mut entry.place, owned);
+                self.unparked(&mut table, place).map(|conn| (conn, hung_up))
+            }
+        }
+    }
+
+    /// Counts a place that stopped being parked and gives its connection.
+    fn unparked(&self, table: &mut Table, place: Place) -> Option<Connection> {
+        let Place::Parked { conn, fresh, .. } = place else {
+            return None;
+        };
+        table.parked -= 1;
+        table.fresh -= usize::from(fresh);
+        table.sending -= usize::from(conn.outbox.is_some());
+        self.stats.dec(gauge_of(fresh));
+        Some(conn)
+    }
+
+    /// Removes the parked connections that `select` picks (given how long each has been
+    /// parked, whether it is fresh, and the connection), with their freshness.
+    fn remove_parked(
+        &self,
+        select: impl Fn(Duration, bool, &Connection) -> bool,
+    ) -> Vec<(Connection, bool)> {
+        let mut table = self.lock();
+        let now = Instant::now();
+        let keys: Vec<usize> = (table.slab.iter())
+            .filter(|(_, e)| match &e.place {
+                Place::Parked { since, fresh, conn } => {
+                    select(now.duration_since(*since), *fresh, conn)
+                }
+                Place::Owned { .. } => false,
+            })
+            .map(|(key, _)| key)
+            .collect();
+        let mut removed = Vec::with_capacity(keys.len());
+        for key in keys {
+            let place = table.slab.remove(key).place;
+            let fresh = matches!(place, Place::Parked { fresh: true, .. });
+            removed.extend(self.unparked(&mut table, place).map(|c| (c, fresh)));
+        }
+        removed
+    }
+
+    /// Removes connections parked for `timeout` or longer, and partial heads past their
+    /// deadline with no input waiting (input that waits is for a worker to judge), to be
+    /// closed.
+    pub(crate) fn expire(&self, timeout: Duration) -> Vec<(Connection, bool)> {
+        let now = Instant::now();
+        self.remove_parked(|parked, _, conn| match &conn.outbox {
+            Some(outbox) => outbox.deadline() <= now && !has_room(&conn.stream),
+            None => parked >= timeout || request_overdue(conn, now),
+        })
+    }
+
+    /// Removes every parked connection, with its freshness, and seals the set: connections
+    /// parked later are given back as [`Parking::Sealed`] (restart: they move to the next pool).
+    pub(crate) fn take_all(&self) -> Vec<(Connection, bool)> {
+        self.lock().sealed = true;
+        self.remove_parked(|_, _, _| true)
+    }
+
+    /// Removes the parked connections that were served before and owe nothing (idle
+    /// keep-alive ones).
+    pub(crate) fn take_idle(&self) -> Vec<Connection> {
+        let idle = self.remove_parked(|_, fresh, conn| !fresh && conn.outbox.is_none());
+        idle.into_iter().map(|(conn, _)| conn).collect()
+    }
+
+    /// How many parked connections were never served (new connections waiting).
+    pub(crate) fn fresh(&self) -> usize {
+        self.lock().fresh
+    }
+
+    /// How many parked connections were never served and have input: new requests waiting
+    /// for a worker (silent new connections need none). One `poll` over their sockets.
+    pub(crate) fn fresh_with_input(&self) -> usize {
+        let table = self.lock();
+        let mut fds: Vec<PollFd<'_>> = (table.slab.iter())
+            .filter_map(|(_, entry)| match &entry.place {
+                Place::Parked {
+                    conn, fresh: true, ..
+                } => Some(PollFd::new(&conn.stream, PollFlags::IN)),
+                _ => None,
+            })
+            .collect();
+        if fds.is_empty() || poll(&mut fds, Some(&Timespec::default())).is_err() {
+            return 0;
+        }
+        fds.iter()
+            .filter(|fd| fd.revents().contains(PollFlags::IN))
+            .count()
+    }
+
+    /// How many connections are parked.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().parked
+    }
+
+    /// Whether no connection is parked.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many parked connections wait to send the rest of a response.
+    pub(crate) fn sending(&self) -> usize {
+        self.lock().sending
+    }
+}
+
+/// The events a connection is watched for: input (and the peer closing), and room to send
+/// when it is `writing`; edge-triggered.
+fn interest(writing: bool) -> epoll::EventFlags {
+    let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ET;
+    match writing {
+        true => flags | epoll::EventFlags::OUT,
+        false => flags,
+    }
+}
+
+/// Whether a partial request's deadline has passed with nothing more received.
+fn request_overdue(conn: &Connection, now: Instant) -> bool {
+    let overdue = conn
+        .request_deadline
+        .is_some_and(|deadline| deadline <= now);
+    overdue && !has_input(&conn.stream)
+}
+
+fn token(key: usize, generation: u32) -> u64 {
+    ((key as u64) << 32) | u64::from(generation)
+}
+
+fn gauge_of(fresh: bool) -> Gauge {
+    match fresh {
+        true => Gauge::Queued,
+        false => Gauge::Idle,
+    }
+}
+
+impl Source for IdleSet {
+    type Item = (Connection, bool);
+
+    fn take(&self, timeout: Duration) -> Option<Self::Item> {
+        self.take_ready(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The idle set as a unit: real sockets on loopback, no worker.
+
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    use super::Parking;
+    use crate::stats::Gauge;
+    use crate::test_support::*;
+    #[test]
+    fn hands_out_a_connection_only_once_it_has_input() {
+        let (set, stats) = new_set();
+        let listener = loopback();
+        let (mut client, conn) = pair(&listener);
+        set.admit(conn, true).expect("admitted");
+        assert_eq!((set.len(), set.fresh()), (1, 1));
+        assert_eq!(stats.get(Gauge::Queued), 1);
+        assert_eq!(stats.get(Gauge::Idle), 0);
+
+        assert!(
+            take(&set, Duration::from_millis(50)).is_none(),
+            "nothing to read yet"
+        );
+        assert_eq!(set.len(), 1, "still parked");
+
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let mut conn = take(&set, WAIT).expect("a connection with input");
+        assert_eq!(conn.peer.port(), port(&client));
+        assert!(conn.ticket.is_some(), "carries its place in the set");
+        assert_eq!((set.len(), set.fresh()), (0, 0));
+        assert_eq!(stats.get(Gauge::Queued), 0);
+        assert_eq!(stats.get(Gauge::Idle), 0);
+
+        // The socket works for the worker that took it.
+        drain_input(&mut conn, 16);
+        conn.stream.write_all(b"pong").unwrap();
+        let mut got = [0u8; 4];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"pong");
+    }
+
+    #[test]
+    fn parked_connection_comes_back_when_input_arrives() {
+        let (set, stats) = new_set();
+        let listener = loopback();
+        let (mut client, conn) = pair(&listener);
+        set.admit(conn, true).unwrap();
+        client.write_all(b"one").unwrap();
+        let mut conn = take(&set, WAIT).expect("first request");
+        drain_input(&mut conn, 3);
+
+        assert!(matches!(set.park(conn), Parking::Parked));
+        assert_eq!((set.len(), set.fresh()), (1, 0), "parked, not fresh");
+        assert_eq!(stats.get(Gauge::Idle), 1);
+        assert_eq!(stats.get(Gauge::Queued), 0);
+        assert!(
+            take(&set, Duration::from_millis(50)).is_none(),
+            "idle until the client writes"
+        );
+
+        client.write_all(b"two").unwrap();
+        let mut conn = take(&set, WAIT).expect("taken again");
+        assert_eq!(conn.peer.port(), port(&client));
+        assert_eq!(set.len(), 0);
+        assert_eq!(stats.get(Gauge::Idle), 0);
+        drain_input(&mut conn, 3);
+    }
+
+    #[test]
+    fn input_while_served_makes_park_hand_it_back() {
+        let (set, stats) = new_set();
+        let listener = loopback();
+        let (mut client, conn) = pair(&listener);
+        set.admit(conn, true).unwrap();
+        client.write_all(b"one").unwrap();
+        let mut conn = take(&set, WAIT).expect("first request");
+        drain_input(&mut conn, 3);
+
+        // Input arrives while a worker owns the connection; another waiter sees the event.
+        client.write_all(b"two").unwrap();
+        let started = Instant::now();
+        assert!(
+            take(&set, WAIT).is_none(),
+            "an owned connection is not handed out"
+        );
+        assert!(
+            started.elapsed() < WAIT,
+            "the event was seen, not timed out"
+        );
+
+        let conn = match set.park(conn) {
+            Parking::Pending(conn) => conn,
+            _ => panic!("parked despite pending input"),
+        };
+        assert_eq!(set.len(), 0, "still owned");
+        assert_eq!(stats.get(Gauge::Idle), 0);
+
+        // Served again, then parked for real.
+        let mut conn = conn;
+        drain_input(&mut conn, 3);
+        assert!(matches!(set.park(conn), Parking::Parked));
+        assert_eq!(set.len(), 1);
+        assert_eq!(stats.get(Gauge::Idle), 1);
+    }
+
+    #[test]
+    fn expire_closes_only_connections_parked_too_long() {
+        let (set, stats) = new_set();
+        let listener = loopback();
+        let (mut old_client, old) = pair(&listener);
+        let (mut new_client, new) = pair(&listener);
+        set.admit(old, false).unwrap();
+        let old_parked = Instant::now();
+        assert!(
+            set.expire(LONG_TIMEOUT).is_empty(),
+            "nothing is that old yet"
+        );
+        wait_until("the first connection is old enough", || {
+            old_parked.elapsed() >= SHORT_TIMEOUT
+        });
+        set.admit(new, false).unwrap();
+        assert_eq!(stats.get(Gauge::Idle), 2);
+
+        let expired = set.expire(SHORT_TIMEOUT);
+        let ports: Vec<u16> = expired.iter().map(|(c, _)| c.peer.port()).collect();
+        assert_eq!(ports, vec![port(&old_client)], "only the old one expires");
+        assert!(!expired[0].1, "it was not fresh");
+        drop(expired);
+        assert_closed(&mut old_client);
+        assert_eq!(set.len(), 1);
+        assert_eq!(stats.get(Gauge::Idle), 1);
+
+        // The recent one is still watched.
+        new_client.write_all(b"x").unwrap();
+        let conn = take(&set, WAIT).expect("the recent one is still there");
+        assert_eq!(conn.peer.port(), port(&new_client));
+    }
+
+    #[test]
+    fn take_idle_takes_only_served_connections_and_take_all_takes_the_rest() {
+        let (set, stats) = new_set();
+        let listener = loopback();
+        let (fresh_client, fresh) = pair(&listener);
+        let (idle_client, idle) = pair(&listener);
+        set.admit(fresh, true).unwrap();
+        set.admit(idle, false).unwrap();
+        assert_eq!((set.len(), set.fresh()), (2, 1));
+        assert_eq!(stats.get(Gauge::Queued), 1);
+        assert_eq!(stats.get(Gauge::Idle), 1);
+
+        let taken = set.take_idle();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].peer.port(), port(&idle_client));
+        assert_eq!((set.len(), set.fresh()), (1, 1));
+        assert_eq!(stats.get(Gauge::Queued), 1);
+        assert_eq!(stats.get(Gauge::Idle), 0);
+
+        let rest = set.take_all();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].0.peer.port(), port(&fresh_client));
+        assert!(rest[0].1, "it is fresh");
+        assert!(set.is_empty());
+        assert_eq!(stats.get(Gauge::Queued), 0);
+    }
+
+    #[test]
+    fn forgotten_connection_is_not_parked_and_its_stale_events_are_ignored() {
+        let (set, stats) = new_set();
+        let listener = loopback();
+        let (mut client, conn) = pair(&listener);
+        set.admit(conn, true).unwrap();
+        client.write_all(b"one").unwrap();
+        let mut conn = take(&set, WAIT).unwrap();
+        drain_input(&mut conn, 3);
+        let ticket = conn.ticket.expect("a ticket");
+
+        set.forget(ticket);
+        // An event for the forgotten entry (its worker closes it a moment later) is ignored.
+        client.write_all(b"two").unwrap();
+        let started = Instant::now();
+        assert!(take(&set, WAIT).is_none(), "a stale event gives nothing");
+        assert!(
+            started.elapsed() < WAIT,
+            "the event was seen, not timed out"
+        );
+        drain_input(&mut conn, 3);
+
+        // The next connection takes the freed place; a late event of the forgotten one there is
+        // still not taken for it.
+        let (mut next_client, next) = pair(&listener);
+        set.admit(next, false).unwrap();
+        client.write_all(b"three").unwrap();
+        let started = Instant::now();
+        assert!(
+            take(&set, WAIT).is_none(),
+            "a stale event does not hand out the place's new connection"
+        );
+        assert!(
+            started.elapsed() < WAIT,
+            "the event was seen, not timed out"
+        );
+        assert_eq!(set.len(), 1, "the new connection stays parked");
+        drain_input(&mut conn, 5);
+
+        // Parking a forgotten connection does not bring it back: it is closed.
+        assert!(matches!(set.park(conn), Parking::Parked));
+        assert_eq!(set.len(), 1);
+        assert_eq!(stats.get(Gauge::Idle), 1);
+        assert_closed(&mut client);
+
+        next_client.write_all(b"x").unwrap();
+        let next = take(&set, WAIT).expect("the new connection");
+        assert_eq!(next.peer.port(), port(&next_client));
+    }
+
+    #[test]
+    fn forget_after_close_and_a_stale_ticket_spares_the_next_connection() {
+        let (set, stats) = new_set();
+        let listener = loopback();
+        let (mut first_client, first) = pair(&listener);
+        set.admit(first, true).unwrap();
+        first_client.write_all(b"x").unwrap();
+        let mut first = take(&set, WAIT).unwrap();
+        drain_input(&mut first, 1);
+        let ticket = first.ticket.unwrap();
+        drop(first); // the worker closes it...
+        set.forget(ticket); // ...then forgets it
+        assert_closed(&mut first_client);
+        assert_eq!(set.len(), 0);
+        assert!(take(&set, Duration::from_millis(20)).is_none());
+
+        // The next connection may reuse the place; the old ticket no longer names it.
+        let (mut next_client, next) = pair(&listener);
+        set.admit(next, false).unwrap();
+        set.forget(ticket);
+        set.forget(ticket);
+        assert_eq!(set.len(), 1);
+        assert_eq!(stats.get(Gauge::Idle), 1);
+        next_client.write_all(b"y").unwrap();
+        let next = take(&set, WAIT).expect("a stale ticket removed nothing");
+        assert_eq!(next.peer.port(), port(&next_client));
+        assert_ne!(next.ticket, Some(ticket), "a ticket of its own");
+        assert_eq!(stats.get(Gauge::Idle), 0);
+    }
+
+    #[test]
+    fn reports_a_peer_that_closed_its_side() {
+        let (set, _stats) = new_set();
+        let listener = loopback();
+        let (mut open_client, open) = pair(&listener);
+        let (mut closing_client, closing) = pair(&listener);
+        set.admit(open, true).unwrap();
+        set.admit(closing, true).unwrap();
+
+        open_client.write_all(b"GET").unwrap();
+        let (conn, hung_up) = set.take_ready(WAIT).expect("input");
+        assert_eq!(conn.peer.port(), port(&open_client));
+        assert!(!hung_up, "still open");
+
+        closing_client.write_all(b"GET").unwrap();
+        closing_client.shutdown(std::net::Shutdown::Write).unwrap();
+        // The two writes may be reported apart: wait for the report with the half-close.
+        let deadline = Instant::now() + WAIT;
+        let mut conn = None;
+        while conn.is_none() {
+            assert!(Instant::now() < deadline, "no report of the half-close");
+            match set.take_ready(WAIT) {
+                Some((c, true)) => conn = Some(c),
+                Some((c, false)) => drop(set.park(c)),
+                None => {}
+            }
+        }
+        assert_eq!(conn.unwrap().peer.port(), port(&closing_client));
+    }
+
+    #[test]
+    fn sealed_by_take_all_gives_parked_connections_back() {
+        let (set, stats) = new_set();
+        let listener = loopback();
+        let (mut client, conn) = pair(&listener);
+        set.admit(conn, true).unwrap();
+        client.write_all(b"GET").unwrap();
+        let conn = take(&set, WAIT).expect("taken");
+
+        assert!(set.take_all().is_empty(), "nothing parked");
+        let conn = match set.park(conn) {
+            Parking::Sealed(conn) => conn,
+            _ => panic!("parked in a set that was handed over"),
+        };
+        assert_eq!(conn.peer.port(), port(&client));
+        assert!(set.is_empty());
+        assert_eq!(stats.get(Gauge::Idle), 0);
+    }
+}
