@@ -160,8 +160,8 @@ pub(crate) struct Handoff {
     /// weight): longer than a watch period means the application is slow, so a worker that
     /// takes a connection hands its place on at once rather than leave it empty that long.
     hold_ns: AtomicU64,
-    /// Every core the pool may use was busy between the watcher's last two looks: another
-    /// thread on the idle set would only compete for them.
+    /// The cores the pool may use were busy (the process used over 75 % of them) during the
+    /// watcher's last CPU window: another thread on the idle set would only compete for them.
     busy: AtomicBool,
     /// How many times the last waiting worker stopped waiting: unchanged between two checks
     /// (with none waiting) means the idle set went unwatched for the whole period.
