@@ -179,27 +179,28 @@ impl Socket {
     /// Sends what is held back without waiting; the rest is queued. With `more`, the kernel
     /// is told that more follows at once.
     pub(crate) fn release(&mut self, more: bool) -> io::Result<()> {
-        if self.held.is_empty() {
-            return Ok(());
-        }
-        let held = std::mem::take(&mut self.held);
-        let sent = self.send_or_queue_now(&held, more);
-        self.held = held;
-        self.held.clear();
-        sent
+        self.send_held(|socket, held| socket.send_or_queue_now(held, more))
     }
 
     /// Sends what is held back, waiting within the response's budget (before a blocking
     /// write or read).
     fn write_held(&mut self) -> io::Result<()> {
+        self.send_held(Socket::write_unheld)
+    }
+
+    /// Sends what is held back with `send`, keeping the buffer (emptied) for the next batch.
+    fn send_held(
+        &mut self,
+        send: impl FnOnce(&mut Self, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
         if self.held.is_empty() {
             return Ok(());
         }
-        let held = std::mem::take(&mut self.held);
-        let written = self.write_unheld(&held);
+        let mut held = std::mem::take(&mut self.held);
+        let sent = send(self, &held);
+        held.clear();
         self.held = held;
-        self.held.clear();
-        written
+        sent
     }
 
     /// Sends what the socket takes of `data` now; the rest (copied) is queued. With `more`,

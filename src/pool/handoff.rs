@@ -276,17 +276,12 @@ impl Handoff {
         self.watch.notify_all();
     }
 
-    /// Whether no free worker is left: none waits on the idle set and none is on the bench.
-    pub(crate) fn exhausted(&self) -> bool {
-        self.counts().waiting() == 0 && self.benched.load(Ordering::Relaxed) == 0
-    }
-
     /// Free workers on the bench (neither waiting nor serving).
-    pub(crate) fn benched(&self) -> usize {
+    fn benched(&self) -> usize {
         self.benched.load(Ordering::Relaxed)
     }
 
-    /// Free workers: waiting on the idle set or on the bench.
+    /// Free workers: waiting on the idle set or on the bench (none: the pool is exhausted).
     pub(crate) fn free(&self) -> usize {
         let waiting = usize::try_from(self.counts().waiting()).unwrap_or(usize::MAX);
         waiting.saturating_add(self.benched())

@@ -111,7 +111,7 @@ impl Pool {
 
     /// Whether no free worker is left (asked by a worker that just took a connection).
     pub(crate) fn exhausted(&self) -> bool {
-        self.handoff.exhausted()
+        self.handoff.free() == 0
     }
 
     /// Free workers (neither serving nor retired).
