@@ -94,6 +94,11 @@ const QUIET_CHECKS: u32 = 8;
 /// The most doublings of the watcher's period (100 µs becomes 800 µs).
 const MAX_BACKOFF: u32 = 3;
 
+/// The most doublings while every core is busy (100 µs becomes 3.2 ms): the watcher could
+/// only promote itself after [`PATIENCE`] then, and each check would take a core's time
+/// from a worker (two context switches).
+const MAX_BACKOFF_BUSY: u32 = 5;
+
 /// Workers serving, workers waiting on the idle set, whether the watcher dozes, and a
 /// (wrapping) count of connections taken, packed into one word so that one atomic operation
 /// changes them together and every change is ordered with every other.
@@ -515,9 +520,14 @@ impl Handoff {
     }
 
     /// How long the watcher sleeps between checks: its period, doubled for every
-    /// [`QUIET_CHECKS`] quiet checks in a row, at most [`MAX_BACKOFF`] times.
+    /// [`QUIET_CHECKS`] quiet checks in a row, at most [`MAX_BACKOFF`] times
+    /// ([`MAX_BACKOFF_BUSY`] while every core is busy).
     fn period_after(&self, quiet: u32) -> Duration {
-        self.period * (1 << (quiet / QUIET_CHECKS).min(MAX_BACKOFF))
+        let most = match self.busy.load(Ordering::Relaxed) {
+            true => MAX_BACKOFF_BUSY,
+            false => MAX_BACKOFF,
+        };
+        self.period * (1 << (quiet / QUIET_CHECKS).min(most))
     }
 
     /// Sleeps a period, or dozes (until woken) if nothing can need a promotion: a worker

@@ -287,6 +287,16 @@ fn a_quiet_watcher_checks_less_often_up_to_eight_periods() {
 }
 
 #[test]
+fn a_quiet_watcher_checks_even_less_often_while_every_core_is_busy() {
+    let handoff = Handoff::new(1, Duration::from_micros(100), TICK);
+    handoff.busy.store(true, Ordering::Relaxed);
+    let periods: Vec<u128> = [0, 8, 24, 32, 40, 1000]
+        .map(|quiet| handoff.period_after(quiet).as_micros())
+        .into();
+    assert_eq!(periods, [100, 200, 800, 1600, 3200, 3200]);
+}
+
+#[test]
 fn a_dozing_watcher_is_woken_by_the_next_take() {
     let (handoff, queue) = (
         Handoff::new(1, Duration::from_millis(1), LONG),

@@ -8,7 +8,18 @@
 //! straight back to its worker. The table is the single authority on who owns a connection:
 //! whoever changes an entry from parked to owned (a worker) or removes it (the Monitor expiring
 //! it) owns it.
+//!
+//! One `epoll_wait` reports up to [`BATCH`] ready connections: the worker takes the first and
+//! leaves the rest on the table's *ready list*, where the next worker to wait takes one without
+//! a system call (under load, one wait serves a batch of requests, as an event loop does). The
+//! kernel no longer knows of those connections, so a worker asleep in `epoll_wait` must be
+//! woken for them: whoever leaves the list non-empty while a worker sleeps writes to the set's
+//! eventfd, which the epoll instance watches. A worker counts itself asleep (`sleepers`) under
+//! the table's lock in the same critical section that found the list empty, and the list is
+//! filled under that lock too, so either the sleeper sees the connection or the one who left
+//! it there sees the sleeper and wakes it (docs/architecture.md, "The ready list").
 
+use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::event::{epoll, poll, PollFd, PollFlags, Timespec};
+use rustix::event::{epoll, eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use slab::Slab;
 
 use crate::conn::{has_input, has_room, Connection, Ticket};
@@ -26,6 +37,13 @@ use super::handoff::Source;
 
 /// Gives every set a distinct id, so that a ticket names the set it belongs to.
 static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The most ready connections one `epoll_wait` reports: the system call is paid once per
+/// batch of requests under load.
+const BATCH: usize = 64;
+
+/// The epoll token of the set's eventfd (no connection's token: keys stay far below 2^32).
+const WAKE: u64 = u64::MAX;
 
 /// What became of a connection handed to [`IdleSet::park`].
 pub(crate) enum Parking {
@@ -65,6 +83,17 @@ struct Entry {
     writing: bool,
 }
 
+/// A parked connection the kernel reported ready, not handed out yet.
+#[derive(Clone, Copy)]
+struct Ready {
+    /// Its entry's key.
+    key: usize,
+    /// Its entry's generation: an entry removed meanwhile makes this stale.
+    generation: u32,
+    /// The peer closed its side.
+    hung_up: bool,
+}
+
 /// The registered connections, behind one lock.
 struct Table {
     /// Entries by key.
@@ -79,6 +108,11 @@ struct Table {
     sending: usize,
     /// The set was handed over (restart): nothing more is parked here.
     sealed: bool,
+    /// Reported ready and not handed out yet, oldest first.
+    ready: VecDeque<Ready>,
+    /// Workers that found `ready` empty and wait (or are about to) in `epoll_wait`: leaving
+    /// connections on `ready` while one does must wake one.
+    sleepers: usize,
 }
 
 /// Connections waiting for input, watched by one epoll instance.
@@ -87,6 +121,9 @@ pub(crate) struct IdleSet {
     id: u64,
     /// The epoll instance.
     epoll: OwnedFd,
+    /// Watched by `epoll` (edge-triggered, never read): a write wakes a sleeper for
+    /// connections left on the ready list.
+    wake: OwnedFd,
     /// The registered connections.
     table: Mutex<Table>,
     /// Gauges: Queued (fresh connections) and Idle (keep-alive connections).
@@ -96,9 +133,14 @@ pub(crate) struct IdleSet {
 impl IdleSet {
     /// An empty set.
     pub(crate) fn new(stats: Arc<Stats>) -> io::Result<Self> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        let flags = epoll::EventFlags::IN | epoll::EventFlags::ET;
+        epoll::add(&epoll, &wake, epoll::EventData::new_u64(WAKE), flags)?;
         Ok(IdleSet {
             id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
-            epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+            epoll,
+            wake,
             table: Mutex::new(Table {
                 slab: Slab::new(),
                 generation: 0,
@@ -106,6 +148,8 @@ impl IdleSet {
                 parked: 0,
                 sending: 0,
                 sealed: false,
+                ready: VecDeque::with_capacity(BATCH),
+                sleepers: 0,
             }),
             stats,
         })
@@ -230,31 +274,57 @@ impl IdleSet {
     }
 
     /// Waits up to `timeout` for a parked connection with input and takes it; the flag says
-    /// the peer has closed its side (its last bytes may still be buffered).
+    /// the peer has closed its side (its last bytes may still be buffered). Takes from the
+    /// ready list first; waits in `epoll_wait` only when it is empty.
     pub(crate) fn take_ready(&self, timeout: Duration) -> Option<(Connection, bool)> {
-        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 1];
         let timeout = Timespec::try_from(timeout).ok()?;
-        let (ready, _) = epoll::wait(&self.epoll, &mut events, Some(&timeout)).ok()?;
-        let event = *ready.first()?;
-        let flags = event.flags;
-        let hung_up = flags.intersects(epoll::EventFlags::RDHUP | epoll::EventFlags::HUP);
-        let data = event.data.u64();
-        let key = usize::try_from(data >> 32).ok()?;
+        {
+            let mut table = self.lock();
+            if let Some(taken) = self.take_listed(&mut table) {
+                return Some(taken);
+            }
+            table.sleepers += 1;
+        }
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); BATCH];
+        let reported = epoll::wait(&self.epoll, &mut events, Some(&timeout));
         let mut table = self.lock();
-        let entry = table
-            .slab
-            .get_mut(key)
-            .filter(|e| e.generation == data as u32)?;
-        match &mut entry.place {
-            Place::Owned { pending } => {
-                *pending = true;
-                None
+        table.sleepers -= 1;
+        for event in reported.map(|(ready, _)| &*ready).unwrap_or_default() {
+            note_event(&mut table, event);
+        }
+        self.take_listed(&mut table)
+    }
+
+    /// Takes the oldest connection on the ready list that is still parked, and wakes a
+    /// sleeper if others are left on it.
+    fn take_listed(&self, table: &mut MutexGuard<'_, Table>) -> Option<(Connection, bool)> {
+        let taken = self.pop_ready(table);
+        if !table.ready.is_empty() && table.sleepers > 0 {
+            self.wake_sleeper();
+        }
+        taken
+    }
+
+    fn pop_ready(&self, table: &mut Table) -> Option<(Connection, bool)> {
+        while let Some(ready) = table.ready.pop_front() {
+            let Some(entry) =
+                (table.slab.get_mut(ready.key)).filter(|e| e.generation == ready.generation)
+            else {
+                continue;
+            };
+            if let Place::Parked { .. } = entry.place {
+                let place = std::mem::replace(&mut entry.place, Place::Owned { pending: false });
+                let conn = self.unparked(table, place);
+                return conn.map(|conn| (conn, ready.hung_up));
             }
-            Place::Parked { .. } => {
-                let owned = Place::Owned { pending: false };
-                let place = std::mem::replace(&mut entry.place, owned);
-                self.unparked(&mut table, place).map(|conn| (conn, hung_up))
-            }
+        }
+        None
+    }
+
+    /// Wakes one worker asleep in `epoll_wait` (or the next to wait there).
+    fn wake_sleeper(&self) {
+        if let Err(e) = rustix::io::write(&self.wake, &1u64.to_ne_bytes()) {
+            log::warn!("cannot wake a worker for ready connections: {e}");
         }
     }
 
@@ -358,6 +428,12 @@ impl IdleSet {
         self.len() == 0
     }
 
+    /// How many workers found the ready list empty and wait in `epoll_wait`.
+    #[cfg(test)]
+    pub(crate) fn sleepers(&self) -> usize {
+        self.lock().sleepers
+    }
+
     /// How many parked connections wait to send the rest of a response.
     pub(crate) fn sending(&self) -> usize {
         self.lock().sending
@@ -380,6 +456,35 @@ fn request_overdue(conn: &Connection, now: Instant) -> bool {
         .request_deadline
         .is_some_and(|deadline| deadline <= now);
     overdue && !has_input(&conn.stream)
+}
+
+/// Notes what epoll reported: a parked connection goes on the ready list; input for one a
+/// worker owns is pending; stale reports and the eventfd's are dropped.
+fn note_event(table: &mut Table, event: &epoll::Event) {
+    let (flags, data) = (event.flags, event.data.u64());
+    if data == WAKE {
+        return;
+    }
+    let hung_up = flags.intersects(epoll::EventFlags::RDHUP | epoll::EventFlags::HUP);
+    let (key, generation) = (
+        usize::try_from(data >> 32).unwrap_or(usize::MAX),
+        data as u32,
+    );
+    let Some(entry) = table
+        .slab
+        .get_mut(key)
+        .filter(|e| e.generation == generation)
+    else {
+        return;
+    };
+    match &mut entry.place {
+        Place::Owned { pending } => *pending = true,
+        Place::Parked { .. } => table.ready.push_back(Ready {
+            key,
+            generation,
+            hung_up,
+        }),
+    }
 }
 
 fn token(key: usize, generation: u32) -> u64 {
@@ -694,5 +799,39 @@ mod tests {
         assert_eq!(conn.peer.port(), port(&client));
         assert!(set.is_empty());
         assert_eq!(stats.get(Gauge::Idle), 0);
+    }
+
+    /// Two workers asleep in `epoll_wait`, two connections getting input at once: the kernel
+    /// often reports both to the first worker, which takes one and lists the other; the
+    /// other worker must be woken for it. Repeated, since the kernel may also report them
+    /// apart (then nothing is listed).
+    #[test]
+    fn a_connection_left_on_the_ready_list_wakes_a_sleeping_worker() {
+        let (set, _stats) = new_set();
+        let listener = loopback();
+        for _round in 0..50 {
+            let (mut a, conn_a) = pair(&listener);
+            let (mut b, conn_b) = pair(&listener);
+            set.admit(conn_a, true).unwrap();
+            set.admit(conn_b, true).unwrap();
+            let started = Instant::now();
+            let taken: Vec<_> = std::thread::scope(|s| {
+                let takers: Vec<_> = (0..2).map(|_| s.spawn(|| take(&set, FOREVER))).collect();
+                wait_until("both workers sleep", || set.sleepers() == 2);
+                a.write_all(b"x").unwrap();
+                b.write_all(b"x").unwrap();
+                takers.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            assert!(started.elapsed() < WAIT, "woken, not timed out");
+            let mut ports: Vec<u16> = taken.iter().flatten().map(|c| c.peer.port()).collect();
+            ports.sort_unstable();
+            let mut expected = vec![port(&a), port(&b)];
+            expected.sort_unstable();
+            assert_eq!(ports, expected, "each worker took one connection");
+            taken
+                .into_iter()
+                .flatten()
+                .for_each(|c| set.forget_any(c.ticket));
+        }
     }
 }
