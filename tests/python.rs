@@ -156,6 +156,52 @@ fn environ_strings_are_latin1_and_numbers_are_strings() {
     assert!(text.contains("wsgi.input_terminated=True"), "{text}");
 }
 
+#[test]
+fn the_environ_follows_the_target_and_keeps_bytes_and_cookies() {
+    let server = serve("faithful");
+    let mut conn = Conn::new(server.connect());
+    let raw = b"GET http://other.example:81/a%ff?q=1 HTTP/1.1\r\nHost: x\r\n\
+                Cookie: a=1\r\nCookie: b=2\r\n\r\n";
+    let text = conn.request(raw).text();
+    for line in [
+        "REQUEST_URI='http://other.example:81/a%ff?q=1'",
+        "RAW_URI='http://other.example:81/a%ff?q=1'",
+        "PATH_INFO='/a\\xff'",
+        "QUERY_STRING='q=1'",
+        "HTTP_HOST='other.example:81'",
+        "SERVER_NAME='other.example'",
+        "SERVER_PORT='81'",
+        "HTTP_COOKIE='a=1; b=2'",
+        "wsgi.url_scheme='http'",
+        "path bytes=2f61ff",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+    let text = conn.request(&get("/a%c0%af")).text();
+    for line in [
+        "path bytes=2f61c0af",
+        "REQUEST_URI='/a%c0%af'",
+        "HTTP_HOST='test'",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
+
+#[test]
+fn header_values_go_out_without_the_whitespace_around_them() {
+    use std::io::Read;
+    let server = serve("faithful");
+    let mut conn = Conn::new(server.connect());
+    conn.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let mut received = Vec::new();
+    conn.stream.read_to_end(&mut received).unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.contains("\r\nset-cookie: csrftoken=abc; Path=/\r\n"),
+        "{text}"
+    );
+}
+
 /// The bytes of `DATA` in wsgi_apps.py: every byte value, 400 times.
 fn data() -> Vec<u8> {
     (0..400).flat_map(|_| 0..=255u8).collect()

@@ -13,12 +13,24 @@ use crate::http::{RequestHead, Version};
 /// CGI/WSGI name and [`Environ::vars`] lists them all, as a Python `environ` dict would hold them.
 /// Headers whose names contain `_` are left out of `HTTP_*` (they would be indistinguishable
 /// from `-`, a known header-spoofing trick).
+///
+/// Text and bytes: [`Environ::path_info_bytes`], [`Environ::header_bytes`] and
+/// [`Environ::headers`] give the bytes exactly as they are (`/a%ff` and `/a%fe` differ there);
+/// [`Environ::path_info`], [`Environ::header`], [`Environ::get`] and [`Environ::vars`] give
+/// text, where bytes that are not UTF-8 become U+FFFD (or, for `header`, no value at all).
+/// [`Environ::request_uri`] is the request-target as sent (`REQUEST_URI`, `RAW_URI`), still
+/// percent-encoded, always ASCII.
+///
+/// An absolute-form target (`GET http://other.example:81/p`, RFC 9112 §3.2.2) decides the host:
+/// `HTTP_HOST`, `SERVER_NAME` and `SERVER_PORT` follow it and `Host` is ignored; the scheme
+/// stays the connection's ([`Environ::url_scheme`]), whatever the target says.
 pub struct Environ {
     /// The parsed request head, owning its bytes.
     head: RequestHead,
     /// PATH_INFO when percent-decoding changed it; `None` means the raw path is already decoded.
     decoded_path: Option<Vec<u8>>,
-    /// The local address the connection arrived on: SERVER_NAME and SERVER_PORT.
+    /// The local address the connection arrived on: SERVER_NAME and SERVER_PORT, unless the
+    /// target names a host.
     local: SocketAddr,
     /// The client's address: REMOTE_ADDR and REMOTE_PORT.
     peer: SocketAddr,
@@ -81,6 +93,12 @@ impl Environ {
         self.head.path()
     }
 
+    /// REQUEST_URI and RAW_URI: the request-target exactly as sent (path and query, or the
+    /// whole absolute URI), still percent-encoded, as gunicorn and uWSGI give it.
+    pub fn request_uri(&self) -> &str {
+        self.head.target()
+    }
+
     /// QUERY_STRING, still percent-encoded.
     pub fn query_string(&self) -> &str {
         self.head.query()
@@ -96,9 +114,27 @@ impl Environ {
         self.head.version() == Version::Http11
     }
 
-    /// SERVER_NAME and SERVER_PORT: the address the connection arrived on.
+    /// The address the connection arrived on (SERVER_NAME and SERVER_PORT, unless an
+    /// absolute-form target names a host).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// SERVER_NAME: the host of an absolute-form target (an IPv6 address in brackets, as
+    /// written), else the IP address the connection arrived on.
+    pub fn server_name(&self) -> Cow<'_, str> {
+        match self.head.target_host() {
+            Some((host, _)) => host.into(),
+            None => self.local.ip().to_string().into(),
+        }
+    }
+
+    /// SERVER_PORT: the port of an absolute-form target (written, else 80, or 443 for an
+    /// `https` target), else the port the connection arrived on.
+    pub fn server_port(&self) -> u16 {
+        self.head
+            .target_host()
+            .map_or(self.local.port(), |(_, port)| port)
     }
 
     /// REMOTE_ADDR and REMOTE_PORT.
@@ -111,7 +147,7 @@ impl Environ {
         self.scheme
     }
 
-    /// The host the request is for: the authority of an absolute-form target
+    /// HTTP_HOST: the host the request is for, the authority of an absolute-form target
     /// (`GET http://host:port/...`, RFC 9112 §3.2.2), else the `Host` header.
     pub fn host(&self) -> Option<&str> {
         self.head.host()
@@ -119,9 +155,14 @@ impl Environ {
 
     /// The first value of a header, if it is valid UTF-8; names are case-insensitive.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.head
-            .header(name)
+        self.header_bytes(name)
             .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The first value of a header, byte for byte (surrounding whitespace aside); names are
+    /// case-insensitive.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.head.header(name)
     }
 
     /// Every header as received, names as sent.
@@ -137,22 +178,30 @@ impl Environ {
         self.cgi_var(key)
     }
 
-    /// All variables, CGI ones first, then one `HTTP_*` per header name (repeats joined by `,`).
+    /// All variables, CGI ones first, then `HTTP_HOST` and one `HTTP_*` per other header name
+    /// (repeats joined by `,`, `Cookie`'s by `; `).
     pub fn vars(&self) -> Vec<(String, String)> {
-        let mut vars: Vec<(String, String)> = CGI_NAMES
+        let cgi = CGI_NAMES
             .iter()
-            .filter_map(|name| Some((name.to_string(), self.cgi_var(name)?.into_owned())))
-            .collect();
-        for (name, _) in self.head.headers() {
-            let Some(key) = http_key(name) else { continue };
-            if vars.iter().any(|(k, _)| *k == key) {
-                continue;
+            .filter_map(|name| Some((name.to_string(), self.cgi_var(name)?.into_owned())));
+        let http = (self.http_vars()).map(|(key, value)| (key, lossy(value).into_owned()));
+        cgi.chain(http).collect()
+    }
+
+    /// The `HTTP_*` variables, values as bytes: `HTTP_HOST` from [`Environ::host`], then one
+    /// per other header name (in the order of their first field), its fields combined.
+    pub(crate) fn http_vars(&self) -> impl Iterator<Item = (String, Cow<'_, [u8]>)> + '_ {
+        let host = (self.host()).map(|host| ("HTTP_HOST".to_owned(), Cow::from(host.as_bytes())));
+        let headers = self.head.headers().enumerate();
+        let others = headers.filter_map(|(at, (name, _))| {
+            let key = http_key(name).filter(|key| key != "HTTP_HOST")?;
+            let mut earlier = self.head.headers().take(at);
+            match earlier.any(|(seen, _)| seen.eq_ignore_ascii_case(name)) {
+                true => None,
+                false => Some((key, self.head.combined_header(name)?)),
             }
-            if let Some(value) = self.get(&key) {
-                vars.push((key, value.into_owned()));
-            }
-        }
-        vars
+        });
+        host.into_iter().chain(others)
     }
 
     fn cgi_var(&self, key: &str) -> Option<Cow<'_, str>> {
@@ -161,10 +210,11 @@ impl Environ {
             "SCRIPT_NAME" => "".into(),
             "PATH_INFO" => self.path_info(),
             "QUERY_STRING" => self.query_string().into(),
+            "REQUEST_URI" | "RAW_URI" => self.request_uri().into(),
             "CONTENT_TYPE" => self.head.content_type()?.into(),
             "CONTENT_LENGTH" => self.header("content-length")?.into(),
-            "SERVER_NAME" => self.local.ip().to_string().into(),
-            "SERVER_PORT" => self.local.port().to_string().into(),
+            "SERVER_NAME" => self.server_name(),
+            "SERVER_PORT" => self.server_port().to_string().into(),
             "SERVER_PROTOCOL" => self.protocol().into(),
             "SERVER_SOFTWARE" => SERVER_SOFTWARE.into(),
             "REMOTE_ADDR" => self.peer.ip().to_string().into(),
@@ -176,16 +226,22 @@ impl Environ {
     }
 
     fn http_var(&self, name: &str) -> Option<Cow<'_, str>> {
-        if matches!(name, "CONTENT_TYPE" | "CONTENT_LENGTH") {
-            return None;
+        if name == "HOST" {
+            return self.host().map(Cow::from);
         }
-        let mut values = self
-            .head
-            .headers()
-            .filter(|(n, _)| http_key(n).is_some_and(|k| &k[5..] == name))
-            .map(|(_, v)| String::from_utf8_lossy(v));
-        let first = values.next()?;
-        Some(values.fold(first, |acc, v| Cow::Owned(format!("{acc},{v}"))))
+        let (field, _) = (self.head.headers())
+            .find(|(field, _)| http_key(field).is_some_and(|key| key.get(5..) == Some(name)))?;
+        self.head.combined_header(field).map(lossy)
+    }
+}
+
+/// Bytes as text, sequences that are not UTF-8 replaced by U+FFFD.
+fn lossy(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match bytes {
+        Cow::Borrowed(bytes) => String::from_utf8_lossy(bytes),
+        Cow::Owned(bytes) => String::from_utf8(bytes)
+            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+            .into(),
     }
 }
 
@@ -193,11 +249,13 @@ impl Environ {
 pub const SERVER_SOFTWARE: &str = concat!("skyrocket/", env!("CARGO_PKG_VERSION"));
 
 /// The non-header variables, in the order [`Environ::vars`] lists them.
-const CGI_NAMES: [&str; 13] = [
+const CGI_NAMES: [&str; 15] = [
     "REQUEST_METHOD",
     "SCRIPT_NAME",
     "PATH_INFO",
     "QUERY_STRING",
+    "REQUEST_URI",
+    "RAW_URI",
     "CONTENT_TYPE",
     "CONTENT_LENGTH",
     "SERVER_NAME",
@@ -210,7 +268,7 @@ const CGI_NAMES: [&str; 13] = [
 ];
 
 /// `HTTP_` plus the upper-cased name with `-` as `_`; `None` for names that have no `HTTP_*`.
-pub(crate) fn http_key(name: &str) -> Option<String> {
+fn http_key(name: &str) -> Option<String> {
     if name.contains('_')
         || name.eq_ignore_ascii_case("content-type")
         || name.eq_ignore_ascii_case("content-length")
@@ -233,8 +291,8 @@ mod tests {
     use crate::http::{parse_head, Limits};
     use bytes::BytesMut;
 
-    fn environ(raw: &str) -> Environ {
-        let mut buf = BytesMut::from(raw);
+    fn environ(raw: impl AsRef<[u8]>) -> Environ {
+        let mut buf = BytesMut::from(raw.as_ref());
         let head = parse_head(&mut buf, &Limits::default()).unwrap().unwrap();
         let local = "127.0.0.1:8000".parse().unwrap();
         let peer = "10.1.2.3:5555".parse().unwrap();
@@ -252,6 +310,8 @@ mod tests {
             ("SCRIPT_NAME", ""),
             ("PATH_INFO", "/a b/c/d"),
             ("QUERY_STRING", "x=%20y"),
+            ("REQUEST_URI", "/a%20b/c%2Fd?x=%20y"),
+            ("RAW_URI", "/a%20b/c%2Fd?x=%20y"),
             ("CONTENT_TYPE", "text/plain"),
             ("CONTENT_LENGTH", "3"),
             ("SERVER_NAME", "127.0.0.1"),
@@ -291,5 +351,98 @@ mod tests {
         assert_eq!(e.path_info_bytes(), b"/p\xFFq");
         assert_eq!(e.path_info(), "/p\u{FFFD}q");
         assert_eq!(e.query_string(), "z");
+    }
+
+    /// An absolute-form target decides `HTTP_HOST`, `SERVER_NAME` and `SERVER_PORT` (and the
+    /// path); the scheme stays the connection's.
+    #[test]
+    fn absolute_form_decides_the_host() {
+        let cases = [
+            (
+                "GET http://other.example:81/p?q=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+                ["other.example:81", "other.example", "81", "/p", "q=1"],
+            ),
+            (
+                "GET http://other.example/p HTTP/1.1\r\nHost: x:82\r\n\r\n",
+                ["other.example", "other.example", "80", "/p", ""],
+            ),
+            (
+                "GET https://other.example/p HTTP/1.1\r\nHost: x\r\n\r\n",
+                ["other.example", "other.example", "443", "/p", ""],
+            ),
+            (
+                "GET http://[::1]:8080 HTTP/1.0\r\n\r\n",
+                ["[::1]:8080", "[::1]", "8080", "/", ""],
+            ),
+            (
+                "GET /p?q HTTP/1.1\r\nHost: x:82\r\n\r\n",
+                ["x:82", "127.0.0.1", "8000", "/p", "q"],
+            ),
+        ];
+        let keys = [
+            "HTTP_HOST",
+            "SERVER_NAME",
+            "SERVER_PORT",
+            "PATH_INFO",
+            "QUERY_STRING",
+        ];
+        for (raw, expected) in cases {
+            let e = environ(raw);
+            for (key, value) in keys.iter().zip(expected) {
+                assert_eq!(e.get(key).as_deref(), Some(value), "{key} {raw:?}");
+                let listed: Vec<_> = e.vars().into_iter().filter(|(k, _)| k == key).collect();
+                assert_eq!(listed, [(key.to_string(), value.to_string())], "{raw:?}");
+            }
+            assert_eq!(e.url_scheme(), "http", "{raw:?}");
+        }
+    }
+
+    /// Repeated fields are joined with `,`; `Cookie` fields with `; `, so that a cookie parser
+    /// finds every cookie.
+    #[test]
+    fn repeated_headers_are_joined() {
+        let cases = [
+            ("Cookie: a=1\r\nCookie: b=2\r\n", "HTTP_COOKIE", "a=1; b=2"),
+            (
+                "cookie: a=1\r\nX: y\r\nCOOKIE: b=2; c=3\r\n",
+                "HTTP_COOKIE",
+                "a=1; b=2; c=3",
+            ),
+            ("Cookie: a=1\r\n", "HTTP_COOKIE", "a=1"),
+            ("Accept: a\r\naccept: b\r\n", "HTTP_ACCEPT", "a,b"),
+        ];
+        for (fields, key, value) in cases {
+            let e = environ(format!("GET / HTTP/1.1\r\nHost: h\r\n{fields}\r\n"));
+            assert_eq!(e.get(key).as_deref(), Some(value), "{fields}");
+            let listed: Vec<_> = e.vars().into_iter().filter(|(k, _)| k == key).collect();
+            assert_eq!(listed, [(key.to_string(), value.to_string())], "{fields}");
+        }
+    }
+
+    /// The raw target as `REQUEST_URI` and `RAW_URI`; decoded paths and header values byte for
+    /// byte, so that paths differing only in bytes that are not UTF-8 stay apart.
+    #[test]
+    fn raw_target_and_exact_bytes() {
+        let cases: [(&str, &[u8]); 6] = [
+            ("/a%ff", b"/a\xff"),
+            ("/a%fe", b"/a\xfe"),
+            ("/a%c0%af", b"/a\xc0\xaf"),
+            ("/a%2Fb%20c?x=%41", b"/a/b c"),
+            ("http://h:81/a%ff?q", b"/a\xff"),
+            ("/caf%C3%A9", "/caf\u{e9}".as_bytes()),
+        ];
+        for (target, path) in cases {
+            let e = environ(format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n"));
+            assert_eq!(e.request_uri(), target);
+            assert_eq!(e.get("REQUEST_URI").as_deref(), Some(target));
+            assert_eq!(e.get("RAW_URI").as_deref(), Some(target));
+            assert_eq!(e.path_info_bytes(), path, "{target}");
+        }
+        let e = environ(&b"GET / HTTP/1.1\r\nHost: h\r\nX-Bin: \xff\xfe\r\nX-Text: ok\r\n\r\n"[..]);
+        assert_eq!(e.header_bytes("x-bin"), Some(&b"\xff\xfe"[..]));
+        assert_eq!(e.header("x-bin"), None);
+        assert_eq!(e.header_bytes("X-TEXT"), Some(&b"ok"[..]));
+        assert_eq!(e.header("x-text"), Some("ok"));
+        assert_eq!(e.header_bytes("missing"), None);
     }
 }

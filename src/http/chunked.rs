@@ -13,6 +13,9 @@
 //!   (`name: value`, the name a token).
 //! - Sizes have at most 16 hex digits; a size line (extensions included) at
 //!   most 4 KiB; the trailer section at most 16 KiB.
+//! - With a limit ([`ChunkedDecoder::with_limit`]), a chunk whose size takes
+//!   the body past it is refused (413) as soon as its size line says so, not
+//!   once its bytes have been waited for.
 
 use bytes::{Bytes, BytesMut};
 
@@ -98,6 +101,10 @@ pub struct ChunkedDecoder {
     /// Bytes of the current size line, or of the trailer section, to bound
     /// them.
     section_len: usize,
+    /// The chunk sizes of the body so far, the current one excepted.
+    total: u64,
+    /// The largest body accepted: past it, 413.
+    limit: u64,
 }
 
 impl Default for ChunkedDecoder {
@@ -107,13 +114,25 @@ impl Default for ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
-    /// A decoder at the start of a chunked body.
+    /// A decoder at the start of a chunked body, of any length.
     pub fn new() -> Self {
         Self {
             state: State::Size,
             size: 0,
             digits: 0,
             section_len: 0,
+            total: 0,
+            limit: u64::MAX,
+        }
+    }
+
+    /// A decoder for a body of at most `limit` bytes: a size that takes the
+    /// body past it is answered with [`ProtocolError::PayloadTooLarge`] at
+    /// once.
+    pub fn with_limit(limit: u64) -> Self {
+        Self {
+            limit,
+            ..Self::new()
         }
     }
 
@@ -224,13 +243,17 @@ impl ChunkedDecoder {
         }
         self.digits += 1;
         self.size = (self.size << 4) | u64::from(digit);
-        Ok(State::Size)
+        match self.total.checked_add(self.size) {
+            Some(total) if total <= self.limit => Ok(State::Size),
+            _ => Err(ProtocolError::PayloadTooLarge),
+        }
     }
 
     /// Handles the LF ending a size line: data follows, or the trailers.
     fn end_size_line(&mut self, byte: u8) -> Result<State, ProtocolError> {
         expect(byte, b'\n', State::Size)?;
         let size = std::mem::take(&mut self.size);
+        self.total = self.total.saturating_add(size);
         self.digits = 0;
         self.section_len = 0;
         Ok(match size {
@@ -399,7 +422,11 @@ mod tests {
     /// Feeds `pieces` in turn; returns the decoded body, whether `Done` was
     /// reached, and the bytes left over (unfed pieces included).
     fn decode_pieces(pieces: &[&[u8]]) -> Outcome {
-        let mut decoder = ChunkedDecoder::new();
+        decode_with(ChunkedDecoder::new(), pieces)
+    }
+
+    /// [`decode_pieces`] with a given decoder.
+    fn decode_with(mut decoder: ChunkedDecoder, pieces: &[&[u8]]) -> Outcome {
         let mut src = BytesMut::new();
         let mut body = Vec::new();
         for (index, piece) in pieces.iter().enumerate() {
@@ -522,6 +549,59 @@ mod tests {
                 .map(|(body, _, _)| body.as_slice())
                 .map_err(|&c| c);
             assert_eq!(body, *expected, "{}", wire.len());
+        }
+    }
+
+    /// A body limit: 413 as soon as a size line takes the body past it (before the size line
+    /// ends, and without waiting for the chunk's bytes); up to it, the body decodes.
+    #[test]
+    fn size_limits() {
+        type Body<'a> = Result<(&'a [u8], bool), u16>;
+        let cases: &[(u64, &[u8], Body)] = &[
+            (
+                10,
+                b"a\r\n0123456789\r\n0\r\n\r\n",
+                Ok((b"0123456789", true)),
+            ),
+            (
+                10,
+                b"5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n",
+                Ok((b"0123456789", true)),
+            ),
+            (
+                10,
+                b"0000000000000005\r\n01234\r\n0\r\n\r\n",
+                Ok((b"01234", true)),
+            ),
+            (10, b"5\r\n01234\r\n5\r\n012", Ok((b"01234012", false))),
+            (10, b"a", Ok((b"", false))),
+            (10, b"b", Err(413)),
+            (10, b"b\r\n", Err(413)),
+            (10, b"0b;ext=1\r\n", Err(413)),
+            (10, b"ffffffffffffffff\r\n", Err(413)),
+            (10, b"5\r\n01234\r\n6", Err(413)),
+            (10, b"5\r\n01234\r\n6\r\n012345\r\n0\r\n\r\n", Err(413)),
+            (0, b"0\r\n\r\n", Ok((b"", true))),
+            (0, b"1", Err(413)),
+            (u64::MAX, b"ffffffffffffffff\r\nab", Ok((b"ab", false))),
+            (10, b"g", Err(400)),
+            (10, b"5\n", Err(400)),
+        ];
+        for &(limit, wire, expected) in cases {
+            let pieces: [&[&[u8]]; 2] = [&[wire], &wire.chunks(1).collect::<Vec<_>>()];
+            for pieces in pieces {
+                let decoded = decode_with(ChunkedDecoder::with_limit(limit), pieces);
+                let decoded = decoded.map_err(|e| e.status().as_u16());
+                let body = (decoded.as_ref())
+                    .map(|(body, done, _)| (body.as_slice(), *done))
+                    .map_err(|&code| code);
+                assert_eq!(
+                    body,
+                    expected,
+                    "{limit} {:?}",
+                    String::from_utf8_lossy(wire)
+                );
+            }
         }
     }
 

@@ -1,23 +1,34 @@
 //! Request heads: the request line and header section (RFC 9112 §2–§6).
 //!
 //! [`parse_head`] runs `httparse` over the front of the read buffer, then
-//! checks what `httparse` does not: the request-target form, `Host`, and the
-//! body framing headers. The head is split off the buffer as one `Bytes` and
-//! every part of it is kept as a byte range into it, so no string is
-//! allocated per header.
+//! checks what `httparse` does not: line ends (CRLF only), the request-target
+//! form, `Host`, and the body framing headers. The head is split off the
+//! buffer as one `Bytes` and every part of it is kept as a byte range into it,
+//! so no string is allocated per header.
+//!
+//! A bare LF is refused wherever it is, before the request line as in it and
+//! in the header section: `httparse` would take it for a line end, and a
+//! front-end that does not would see other message boundaries (a header such
+//! as `Transfer-Encoding` hidden behind it; the same reason as in chunked
+//! framing).
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
+use std::net::Ipv6Addr;
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::error::{bad_request, ProtocolError};
 
-/// Bytes of empty lines tolerated before a request line (4 CRLF or 8 LF).
+/// Bytes of empty lines tolerated before a request line (4 CRLF).
 ///
 /// RFC 9112 §2.2 asks servers to ignore "at least one" empty line, as some
 /// clients send an extra CRLF after a body; more is not a client bug but
 /// garbage, and an unbounded run would let a peer hold a connection for free.
 const MAX_LEADING_EMPTY: usize = 8;
+
+/// The answer to a line feed that does not end a CRLF (see the module doc).
+const BARE_LF: ProtocolError = bad_request!("bare LF in the request head");
 
 /// Header slots kept on the stack; larger `max_headers` limits use the heap.
 const STACK_HEADERS: usize = 128;
@@ -123,8 +134,32 @@ struct TargetParts {
     path: Option<Span>,
     /// The query after the first `?`, if there is a `?`.
     query: Option<Span>,
-    /// `host[:port]` of an absolute-form target.
-    authority: Option<Span>,
+    /// The authority of an absolute-form target: the request is for it, not
+    /// for the `Host` header (RFC 9112 §3.2.2).
+    authority: Option<TargetAuthority>,
+}
+
+/// The authority of an absolute-form target, `host[:port]`.
+#[derive(Debug, Clone, Copy)]
+struct TargetAuthority {
+    /// `host[:port]` as sent.
+    span: Span,
+    /// The host alone (an IP literal with its brackets).
+    host: Span,
+    /// The port written, else the default port of the target's scheme (80,
+    /// or 443 for `https`).
+    port: u16,
+}
+
+/// Where a `uri-host [":" port]` splits (RFC 9112 §3.2, RFC 3986 §3.2.2,
+/// §3.2.3).
+#[derive(Debug, Clone, Copy)]
+struct HostPort {
+    /// Length of the host, the brackets of an IP literal included.
+    host_len: usize,
+    /// The port, if one is written: `a:` names none (RFC 3986 allows an
+    /// empty port and §6.2.3 reads it as the scheme's default).
+    port: Option<u16>,
 }
 
 /// A parsed and validated request head.
@@ -184,7 +219,16 @@ impl RequestHead {
     /// `host[:port]` of an absolute-form target, else `None`.
     #[cfg(test)]
     pub fn authority(&self) -> Option<&str> {
-        self.parts.authority.map(|span| self.text(span))
+        self.parts
+            .authority
+            .map(|authority| self.text(authority.span))
+    }
+
+    /// The host and port an absolute-form target names (the port written,
+    /// else 80, or 443 for `https`); `None` for other targets.
+    pub fn target_host(&self) -> Option<(&str, u16)> {
+        let authority = self.parts.authority?;
+        Some((self.text(authority.host), authority.port))
     }
 
     /// The protocol version of the request.
@@ -204,6 +248,27 @@ impl RequestHead {
         self.headers()
             .find(|(field, _)| field.eq_ignore_ascii_case(name))
             .map(|(_, value)| value)
+    }
+
+    /// The values of every header named `name` (case-insensitive), combined
+    /// into one in order (RFC 9110 §5.3): joined by `,`, except `Cookie`,
+    /// whose values are joined by `; ` (RFC 6265 §5.4, RFC 9113 §8.2.3: a
+    /// cookie parser reads `a=1,b=2` as one cookie). `None` if there is none.
+    pub fn combined_header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        let separator: &[u8] = match name.eq_ignore_ascii_case("cookie") {
+            true => b"; ",
+            false => b",",
+        };
+        let mut values = (self.headers())
+            .filter(|(field, _)| field.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value);
+        let first = Cow::Borrowed(values.next()?);
+        Some(values.fold(first, |mut combined, value| {
+            let bytes = combined.to_mut();
+            bytes.extend_from_slice(separator);
+            bytes.extend_from_slice(value);
+            combined
+        }))
     }
 
     /// The target host: the authority of an absolute-form target if present
@@ -240,7 +305,8 @@ impl RequestHead {
         let bytes = span.of(&self.buf);
         debug_assert!(bytes.is_ascii(), "a span over non-ASCII bytes");
         // SAFETY: parsing keeps spans over ASCII only (tokens checked by httparse, the target
-        // refused unless `is_ascii`, a host checked by `is_host`), and ASCII is valid UTF-8.
+        // refused unless `is_ascii`, a host checked by `parse_host_port`), and ASCII is valid
+        // UTF-8.
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 }
@@ -268,7 +334,10 @@ pub fn parse_head(
     let data = window.get(skip..).unwrap_or_default();
     let raw = match run_httparse(data, limits.max_headers) {
         Ok(httparse::Status::Complete(raw)) => raw,
-        Ok(httparse::Status::Partial) => return incomplete(data, buf.len(), limits),
+        Ok(httparse::Status::Partial) => {
+            refuse_bare_lf(data)?;
+            return incomplete(data, buf.len(), limits);
+        }
         Err(httparse::Error::Version) => {
             version_error(data)?;
             return incomplete(data, buf.len(), limits);
@@ -276,6 +345,7 @@ pub fn parse_head(
         Err(err) => return Err(httparse_error(err)),
     };
     let head = data.get(..raw.len).unwrap_or_default();
+    refuse_bare_lf(head)?;
     let facts = analyze(head, &raw)?;
     buf.advance(skip);
     Ok(Some(facts.into_head(buf.split_to(raw.len).freeze(), raw)))
@@ -309,8 +379,17 @@ fn oversize_error(data: &[u8], max_head: usize) -> ProtocolError {
     }
 }
 
-/// Length of the empty lines (CRLF or LF) at the front of `buf`, or `None`
-/// when `buf` ends inside them.
+/// Refuses `bytes` (part of a head) if a line feed in it does not end a CRLF.
+fn refuse_bare_lf(bytes: &[u8]) -> Result<(), ProtocolError> {
+    let after_cr = |at: usize| at.checked_sub(1).and_then(|cr| bytes.get(cr)) == Some(&b'\r');
+    match memchr::memchr_iter(b'\n', bytes).all(after_cr) {
+        true => Ok(()),
+        false => Err(BARE_LF),
+    }
+}
+
+/// Length of the empty lines (CRLF) at the front of `buf`, or `None` when
+/// `buf` ends inside them.
 fn leading_empty_lines(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
     let mut at = 0;
     loop {
@@ -318,7 +397,7 @@ fn leading_empty_lines(buf: &[u8]) -> Result<Option<usize>, ProtocolError> {
             return Err(bad_request!("too many empty lines before the request line"));
         }
         match (buf.get(at), buf.get(at + 1)) {
-            (Some(b'\n'), _) => at += 1,
+            (Some(b'\n'), _) => return Err(BARE_LF),
             (Some(b'\r'), Some(b'\n')) => at += 2,
             (Some(b'\r'), None) | (None, _) => return Ok(None),
             (Some(b'\r'), Some(_)) => return Err(bad_request!("invalid line ending")),
@@ -410,6 +489,7 @@ fn version_error(data: &[u8]) -> Result<(), ProtocolError> {
     };
     let well_formed = token.len() == 8 && fits_version_pattern(token);
     match line_end {
+        Some(_) if !has_cr => Err(BARE_LF),
         Some(_) if well_formed => Err(ProtocolError::VersionNotSupported),
         None if well_formed || (!has_cr && fits_version_pattern(token)) => Ok(()),
         _ => Err(httparse_error(httparse::Error::Version)),
@@ -503,12 +583,13 @@ fn split_path_query(rest: &[u8], span: Span) -> TargetParts {
     }
 }
 
-/// Parses `http://authority[/path][?query]` (scheme case-insensitive).
+/// Parses `http://authority[/path][?query]` (scheme case-insensitive; `https`
+/// too, whose default port is 443).
 fn absolute_form(target: &[u8], span: Span) -> Result<TargetParts, ProtocolError> {
-    let scheme_len = [&b"http://"[..], b"https://"]
+    let (scheme_len, default_port) = [(&b"http://"[..], 80), (b"https://", 443)]
         .into_iter()
-        .find(|scheme| starts_with_ignore_case(target, scheme))
-        .map(<[u8]>::len)
+        .find(|(scheme, _)| starts_with_ignore_case(target, scheme))
+        .map(|(scheme, port)| (scheme.len(), port))
         .ok_or(bad_request!("invalid request target"))?;
     let rest = target.get(scheme_len..).unwrap_or_default();
     let authority_len = rest
@@ -516,13 +597,17 @@ fn absolute_form(target: &[u8], span: Span) -> Result<TargetParts, ProtocolError
         .position(|&b| b == b'/' || b == b'?')
         .unwrap_or(rest.len());
     let authority = rest.get(..authority_len).unwrap_or_default();
-    if authority.is_empty() || !is_host(authority) {
-        return Err(bad_request!("invalid authority in request target"));
-    }
+    let host_port = parse_host_port(authority)
+        .filter(|host_port| host_port.host_len > 0)
+        .ok_or(bad_request!("invalid authority in request target"))?;
     let after = scheme_len + authority_len;
     let tail = target.get(after..).unwrap_or_default();
     Ok(TargetParts {
-        authority: Some(span.sub(scheme_len, after)),
+        authority: Some(TargetAuthority {
+            span: span.sub(scheme_len, after),
+            host: span.sub(scheme_len, scheme_len + host_port.host_len),
+            port: host_port.port.unwrap_or(default_port),
+        }),
         ..split_path_query(tail, span.sub(after, target.len()))
     })
 }
@@ -534,13 +619,74 @@ fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
 }
 
-/// Whether `value` only has characters of a `host[:port]` (RFC 3986 reg-name
-/// or IP literal, plus `:` and port digits); rejects whitespace, `/`, `@`,
-/// `?`, `#` and the like.
-fn is_host(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b))
+/// Splits and checks `uri-host [":" port]` (RFC 9112 §3.2): the host an IP
+/// literal (`[` IPv6 or IPvFuture `]`), or a reg-name (IPv4 addresses are
+/// reg-names too); the port digits that fit a TCP port. `None` when `value`
+/// is none of these (`a:xyz`, `a:80x`, `a:1:2`, `::1`, `[::1`, `[::1]x`,
+/// `u@h`, `:80`). An empty value is valid: a `Host` sent for a target that
+/// has no authority.
+///
+/// Written out rather than taken from `http::uri::Authority`, which accepts
+/// `a:xyz`, `a:80x`, `[::1]x` and a userinfo; the IPv6 address is std's to
+/// parse.
+fn parse_host_port(value: &[u8]) -> Option<HostPort> {
+    let host_len = match value.first() {
+        Some(b'[') => value.iter().position(|&b| b == b']')? + 1,
+        _ => value.iter().position(|&b| b == b':').unwrap_or(value.len()),
+    };
+    let (host, rest) = value.split_at_checked(host_len)?;
+    let host_ok = match host {
+        [b'[', literal @ .., b']'] => is_ip_literal(literal),
+        _ => is_reg_name(host) && (!host.is_empty() || rest.is_empty()),
+    };
+    let port = match rest {
+        [] => None,
+        [b':', digits @ ..] => parse_port(digits)?,
+        _ => return None,
+    };
+    host_ok.then_some(HostPort { host_len, port })
+}
+
+/// The port of `digits` (`None` when empty); `None` outside when they are not
+/// digits or do not fit a TCP port.
+fn parse_port(digits: &[u8]) -> Option<Option<u16>> {
+    match digits {
+        [] => Some(None),
+        _ => u16::try_from(parse_decimal(digits)?).ok().map(Some),
+    }
+}
+
+/// Whether `host` is a reg-name: unreserved, sub-delims and `%HH`.
+fn is_reg_name(host: &[u8]) -> bool {
+    let mut bytes = host.iter();
+    while let Some(&byte) = bytes.next() {
+        let valid = match byte {
+            b'%' => {
+                (bytes.next().is_some_and(u8::is_ascii_hexdigit))
+                    && (bytes.next().is_some_and(u8::is_ascii_hexdigit))
+            }
+            _ => byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&byte),
+        };
+        if !valid {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the inside of `[...]` is an IPv6 address or an IPvFuture
+/// (`v` HEXDIG+ `.` (unreserved / sub-delims / `:`)+).
+fn is_ip_literal(literal: &[u8]) -> bool {
+    if let Some(future) = literal.strip_prefix(b"v").or(literal.strip_prefix(b"V")) {
+        let mut parts = future.splitn(2, |&b| b == b'.');
+        let version = parts.next().unwrap_or_default();
+        let address = parts.next().unwrap_or_default();
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !address.is_empty()
+            && address.iter().all(|&b| b == b':' || is_reg_name(&[b]));
+    }
+    std::str::from_utf8(literal).is_ok_and(|text| text.parse::<Ipv6Addr>().is_ok())
 }
 
 /// Whether `byte` may appear in a token (RFC 9110 §5.6.2).
@@ -554,7 +700,7 @@ fn is_token(bytes: &[u8]) -> bool {
 }
 
 /// Strips optional whitespace (SP / HTAB) from both ends.
-fn trim_ows(bytes: &[u8]) -> &[u8] {
+pub(super) fn trim_ows(bytes: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
     let end = bytes
@@ -592,13 +738,34 @@ struct Codings {
 }
 
 impl Codings {
-    /// Adds one list element, e.g. `chunked` or `gzip;q=1`.
+    /// Adds the codings of one `Transfer-Encoding` field. Empty list elements
+    /// are ignored (RFC 9110 §5.6.1: `, chunked`), but a field must name one
+    /// coding at least.
+    fn add_field(&mut self, value: &[u8]) -> Result<(), ProtocolError> {
+        let mut named = false;
+        for element in list_elements(value).filter(|element| !element.is_empty()) {
+            self.add(element)?;
+            named = true;
+        }
+        match named {
+            true => Ok(()),
+            false => Err(bad_request!("empty Transfer-Encoding")),
+        }
+    }
+
+    /// Adds one list element, e.g. `chunked` or `gzip;q=1`. `chunked` has no
+    /// parameters (RFC 9112 §7.1), so `chunked;x` and `chunked ;` are refused;
+    /// the parameters of another coding do not matter, it is not implemented.
     fn add(&mut self, element: &[u8]) -> Result<(), ProtocolError> {
-        let name = trim_ows(element.split(|&b| b == b';').next().unwrap_or_default());
+        let mut parts = element.splitn(2, |&b| b == b';');
+        let name = trim_ows(parts.next().unwrap_or_default());
         if !is_token(name) {
             return Err(bad_request!("invalid Transfer-Encoding"));
         }
         let chunked = name.eq_ignore_ascii_case(b"chunked");
+        if chunked && parts.next().is_some() {
+            return Err(bad_request!("parameters on chunked"));
+        }
         if chunked && self.chunked {
             return Err(bad_request!("chunked applied more than once"));
         }
@@ -648,8 +815,7 @@ impl HeaderScan {
         } else if is("content-length") {
             self.content_length(value)
         } else if is("transfer-encoding") {
-            let codings = self.codings.get_or_insert_with(Codings::default);
-            list_elements(value).try_for_each(|element| codings.add(element))
+            (self.codings.get_or_insert_with(Codings::default)).add_field(value)
         } else {
             self.observe_options(is("connection"), is("expect"), value);
             Ok(())
@@ -661,7 +827,7 @@ impl HeaderScan {
         if self.host.is_some() {
             return Err(bad_request!("more than one Host header"));
         }
-        if !is_host(value) {
+        if parse_host_port(value).is_none() {
             return Err(bad_request!("invalid Host header"));
         }
         self.host = Some(span);
@@ -699,7 +865,10 @@ impl HeaderScan {
             return Err(bad_request!("missing Host header"));
         }
         Ok(Facts {
-            host: parts.authority.or(self.host),
+            host: parts
+                .authority
+                .map(|authority| authority.span)
+                .or(self.host),
             framing: self.framing(version)?,
             keep_alive: !self.close && (http11 || self.keep_alive),
             expects_continue: http11 && self.expect_continue,
@@ -733,9 +902,11 @@ mod tests {
         b"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"GET / HTTP/1.0\r\n\r\n",
         b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
-        b"\n\nGET / HTTP/1.1\nHost: h\n\n",
         b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
         b"GET http://example.com/p?q HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        b"GET https://[::1]:8443/p HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h:\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: , chunked,\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nX-Latin: caf\xc3\xa9\r\n\r\n",
     ];
 
@@ -920,7 +1091,8 @@ mod tests {
             (b"GET / HTTP/2.0\r\n\r\n", Err(505)),
             (b"GET / HTTP/1.2\r\n\r\n", Err(505)),
             (b"GET / HTTP/0.9\r\n\r\n", Err(505)),
-            (b"GET / HTTP/9.9\nHost: h\n\n", Err(505)),
+            (b"GET / HTTP/9.9\nHost: h\n\n", Err(400)),
+            (b"GET / HTTP/9.9\r\nHost: h\r\n\r\n", Err(505)),
             (b"GET / HTTP/2\r\n\r\n", Err(400)),
             (b"GET / HTTX/1.1\r\n\r\n", Err(400)),
             (b"GET / HTTP/1.1x\r\n\r\n", Err(400)),
@@ -1011,6 +1183,251 @@ mod tests {
         }
     }
 
+    /// `Host` values (RFC 9112 §3.2: `uri-host [":" port]`, anything else 400), and the same
+    /// authorities in an absolute-form target.
+    #[test]
+    fn host_values() {
+        let cases: &[(&str, bool)] = &[
+            ("a", true),
+            ("a:80", true),
+            ("a:", true),
+            ("a:0", true),
+            ("a:65535", true),
+            ("a:00080", true),
+            ("example.com", true),
+            ("1.2.3.4:8080", true),
+            ("a-b.c_d~e%41", true),
+            ("!$&'()*+,;=", true),
+            ("[::1]", true),
+            ("[::1]:80", true),
+            ("[::1]:", true),
+            ("[2001:db8::7]", true),
+            ("[::ffff:1.2.3.4]:8080", true),
+            ("[v1.x]", true),
+            ("[V1a.b:c~]:1", true),
+            ("a:xyz", false),
+            ("a:-1", false),
+            ("a:+1", false),
+            ("a:80x", false),
+            ("a:1:2", false),
+            ("a: 80", false),
+            ("a:65536", false),
+            ("a:99999999999999999999999", false),
+            ("[::1", false),
+            ("::1", false),
+            ("[::1]x", false),
+            ("[::1]:x", false),
+            ("[::1]]", false),
+            ("[[::1]]", false),
+            ("[]", false),
+            ("[1.2.3.4]", false),
+            ("[::g]", false),
+            ("[fe80::1%25eth0]", false),
+            ("[v.x]", false),
+            ("[v1.]", false),
+            ("[v1]", false),
+            ("[vz.x]", false),
+            ("a[b]", false),
+            ("a]", false),
+            (":80", false),
+            (":", false),
+            ("u@h", false),
+            ("u@h:80", false),
+            ("a%4", false),
+            ("a%zz", false),
+            ("a%", false),
+            ("a\"b", false),
+            ("a<b>", false),
+        ];
+        for (value, valid) in cases {
+            let expected = if *valid { Ok(Some(*value)) } else { Err(400) };
+            let input = format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n");
+            let host = head(input.as_bytes()).map(|h| h.host().map(str::to_owned));
+            assert_eq!(
+                host,
+                expected.map(|h| h.map(str::to_owned)),
+                "Host: {value}"
+            );
+            let absolute = format!("GET http://{value}/p HTTP/1.1\r\nHost: x\r\n\r\n");
+            let host = head(absolute.as_bytes()).map(|h| h.host().map(str::to_owned));
+            assert_eq!(
+                host,
+                expected.map(|h| h.map(str::to_owned)),
+                "http://{value}/p"
+            );
+        }
+    }
+
+    /// An absolute-form target names the host the request is for; `Host` is checked but
+    /// ignored (RFC 9112 §3.2.2).
+    #[test]
+    fn absolute_form_names_the_host() {
+        type Named<'a> = Result<(Option<&'a str>, Option<(&'a str, u16)>, &'a str), u16>;
+        let cases: &[(&str, &str, Named)] = &[
+            (
+                "GET http://other.example:81/p HTTP/1.1",
+                "Host: x\r\n",
+                Ok((Some("other.example:81"), Some(("other.example", 81)), "/p")),
+            ),
+            (
+                "GET http://other.example/p?q HTTP/1.1",
+                "Host: x:82\r\n",
+                Ok((Some("other.example"), Some(("other.example", 80)), "/p")),
+            ),
+            (
+                "GET https://other.example/p HTTP/1.1",
+                "Host: x\r\n",
+                Ok((Some("other.example"), Some(("other.example", 443)), "/p")),
+            ),
+            (
+                "GET HTTPS://h:8443 HTTP/1.1",
+                "Host: x\r\n",
+                Ok((Some("h:8443"), Some(("h", 8443)), "/")),
+            ),
+            (
+                "GET http://h:/p HTTP/1.1",
+                "Host: x\r\n",
+                Ok((Some("h:"), Some(("h", 80)), "/p")),
+            ),
+            (
+                "GET http://[::1]:81/ HTTP/1.1",
+                "Host: x\r\n",
+                Ok((Some("[::1]:81"), Some(("[::1]", 81)), "/")),
+            ),
+            (
+                "GET http://h/p HTTP/1.0",
+                "",
+                Ok((Some("h"), Some(("h", 80)), "/p")),
+            ),
+            (
+                "GET /p HTTP/1.1",
+                "Host: x:82\r\n",
+                Ok((Some("x:82"), None, "/p")),
+            ),
+            ("GET http://h/p HTTP/1.1", "", Err(400)),
+            ("GET http://h/p HTTP/1.1", "Host: a:xyz\r\n", Err(400)),
+            (
+                "GET http://h/p HTTP/1.1",
+                "Host: a\r\nHost: b\r\n",
+                Err(400),
+            ),
+            ("GET http://:80/p HTTP/1.1", "Host: x\r\n", Err(400)),
+            ("GET http://h:81x/p HTTP/1.1", "Host: x\r\n", Err(400)),
+        ];
+        for (line, fields, expected) in cases {
+            let input = request(line, fields);
+            let parsed = head(&input);
+            let named = parsed
+                .as_ref()
+                .map(|h| (h.host(), h.target_host(), h.path()))
+                .map_err(|&code| code);
+            assert_eq!(named, *expected, "{line} {fields}");
+        }
+    }
+
+    /// A line feed that does not end a CRLF is refused wherever it is in the head, as soon as
+    /// it is seen; one after the head (in a body) is not the head's.
+    #[test]
+    fn bare_lf_table() {
+        let cases: &[(&[u8], Outcome)] = &[
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", Ok(Some(()))),
+            (b"GET / HTTP/1.1\nHost: h\r\n\r\n", Err(400)),
+            (b"GET / HTTP/1.1\r\nHost: h\n\r\n", Err(400)),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\n", Err(400)),
+            (b"GET / HTTP/1.1\nHost: h\n\n", Err(400)),
+            (b"GET / HTTP/1.0\n\n", Err(400)),
+            (b"GET / HTTP/1.0\r\n\n", Err(400)),
+            (b"GET / HTTP/2.0\n\n", Err(400)),
+            (
+                b"POST /echo HTTP/1.1\r\nHost: x\r\nX: a\nTransfer-Encoding: chunked\r\n\r\n\
+                  0\r\n\r\nGET /environ?SMUGGLED HTTP/1.1\r\nHost: x\r\n\r\n",
+                Err(400),
+            ),
+            (b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", Err(400)),
+            (b"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", Err(400)),
+            (b"GET / HTTP/1.1\n", Err(400)),
+            (b"GET / HTTP/1.1\r\nHost: h\nX", Err(400)),
+            (b"GET / HTTP/1.1\r\nX: a\n", Err(400)),
+            (b"\n", Err(400)),
+            (b"GET / HTTP/1.1\r\nHost: h\r", Ok(None)),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n", Ok(None)),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r", Ok(None)),
+            (
+                b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n\n\n",
+                Ok(Some(())),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\nHost: h\n\n",
+                Ok(Some(())),
+            ),
+        ];
+        for (input, expected) in cases {
+            let parsed = parse(input)
+                .map(|h| h.map(|_| ()))
+                .map_err(|e| e.status().as_u16());
+            assert_eq!(parsed, *expected, "{:?}", String::from_utf8_lossy(input));
+            for at in 0..input.len() {
+                let (first, second) = input.split_at(at);
+                let shown = String::from_utf8_lossy(input);
+                assert_eq!(parse_in_two(first, second), *expected, "{at} {shown:?}");
+            }
+        }
+    }
+
+    /// Parses `first`, then (if incomplete) `first` and `second` together, as two reads.
+    fn parse_in_two(first: &[u8], second: &[u8]) -> Outcome {
+        let mut buf = BytesMut::from(first);
+        let parsed = parse_head(&mut buf, &Limits::default()).map_err(|e| e.status().as_u16());
+        if !matches!(parsed, Ok(None)) {
+            return parsed.map(|h| h.map(|_| ()));
+        }
+        buf.extend_from_slice(second);
+        let parsed = parse_head(&mut buf, &Limits::default());
+        parsed
+            .map(|h| h.map(|_| ()))
+            .map_err(|e| e.status().as_u16())
+    }
+
+    /// Fields sent several times, combined: with `,`, and `Cookie` with `; `.
+    #[test]
+    fn combined_headers() {
+        let cases: &[(&str, &str, Option<&[u8]>)] = &[
+            (
+                "Cookie: a=1\r\nCookie: b=2\r\n",
+                "cookie",
+                Some(b"a=1; b=2"),
+            ),
+            (
+                "cookie: a=1\r\nX: y\r\nCOOKIE: b=2\r\nCookie: c=3\r\n",
+                "Cookie",
+                Some(b"a=1; b=2; c=3"),
+            ),
+            ("Cookie: a=1; b=2\r\n", "cookie", Some(b"a=1; b=2")),
+            ("X-A: 1\r\nx-a: 2\r\n", "X-A", Some(b"1,2")),
+            (
+                "Accept: a\r\nX: y\r\nAccept: b, c\r\n",
+                "accept",
+                Some(b"a,b, c"),
+            ),
+            (
+                "X-Bin: \u{ff}\r\nX-Bin:\r\n",
+                "x-bin",
+                Some("\u{ff},".as_bytes()),
+            ),
+            ("X-A: 1\r\n", "x-b", None),
+            ("", "cookie", None),
+        ];
+        for (fields, name, expected) in cases {
+            let input = request("GET / HTTP/1.1", &format!("Host: h\r\n{fields}"));
+            let parsed = head(&input).expect("valid");
+            assert_eq!(
+                parsed.combined_header(name).as_deref(),
+                *expected,
+                "{fields}"
+            );
+        }
+    }
+
     #[test]
     fn body_framing() {
         use BodyFraming::{Chunked, Length};
@@ -1058,8 +1475,26 @@ mod tests {
                 Err(400),
             ),
             ("Transfer-Encoding:\r\n", Err(400)),
-            ("Transfer-Encoding: ,chunked\r\n", Err(400)),
-            ("Transfer-Encoding: chunked,\r\n", Err(400)),
+            ("Transfer-Encoding: ,chunked\r\n", Ok(Chunked)),
+            ("Transfer-Encoding: , chunked\r\n", Ok(Chunked)),
+            ("Transfer-Encoding: chunked,\r\n", Ok(Chunked)),
+            ("Transfer-Encoding: \t,, chunked , ,\r\n", Ok(Chunked)),
+            ("Transfer-Encoding: gzip, , chunked\r\n", Err(501)),
+            ("Transfer-Encoding: ,\r\n", Err(400)),
+            ("Transfer-Encoding: , ,\r\n", Err(400)),
+            (
+                "Transfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n",
+                Err(400),
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n",
+                Err(400),
+            ),
+            ("Transfer-Encoding: chunked ;\r\n", Err(400)),
+            ("Transfer-Encoding: chunked;\r\n", Err(400)),
+            ("Transfer-Encoding: chunked; a=b\r\n", Err(400)),
+            ("Transfer-Encoding: gzip;, chunked\r\n", Err(501)),
+            ("Transfer-Encoding: ;, chunked\r\n", Err(400)),
             ("Transfer-Encoding: chu nked\r\n", Err(400)),
             (
                 "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
@@ -1172,16 +1607,13 @@ mod tests {
             (b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", Ok(Some(()))),
             (
                 b"\n\n\n\n\n\n\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
-                Ok(Some(())),
+                Err(400),
             ),
             (
                 b"\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
                 Ok(Some(())),
             ),
-            (
-                b"\n\n\n\n\n\n\n\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
-                Err(400),
-            ),
+            (b"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", Err(400)),
             (
                 b"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
                 Err(400),
@@ -1190,7 +1622,8 @@ mod tests {
             (b"", Ok(None)),
             (b"\r", Ok(None)),
             (b"\r\n", Ok(None)),
-            (b"\n\r\n\r", Ok(None)),
+            (b"\r\n\r", Ok(None)),
+            (b"\n\r\n\r", Err(400)),
             (b"\rX", Err(400)),
             (b"\r\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", Err(400)),
         ];

@@ -3,8 +3,14 @@
 //!
 //! The server owns framing and connection management: it decides
 //! `Content-Length` / `Transfer-Encoding` and `Connection`, and drops those
-//! headers, and the other hop-by-hop ones, from what the application set. Everything is written into a
-//! caller-provided `Vec<u8>` with no other allocation.
+//! headers, and the other hop-by-hop ones, from what the application set.
+//! Everything is written into a caller-provided `Vec<u8>` with no other
+//! allocation.
+//!
+//! Header names go out in lower case, the server's own as the application's
+//! (an `http::HeaderMap` keeps names in lower case anyway; HTTP/1.1 names are
+//! case-insensitive, RFC 9110 §5.1), and values without the whitespace
+//! around them (RFC 9110 §5.5: it is not part of the value).
 
 use http::header::{
     HeaderName, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, SERVER, TRANSFER_ENCODING,
@@ -13,7 +19,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::date::http_date;
 use super::error::ProtocolError;
-use super::head::Version;
+use super::head::{trim_ows, Version};
 
 /// The interim response sent before reading a body the client announced
 /// with `Expect: 100-continue`.
@@ -71,12 +77,13 @@ pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// In order: the status line (always `HTTP/1.1`, the server's highest
 /// version, RFC 9110 §6.2), the application's headers except
 /// `Content-Length`, `Transfer-Encoding`, `Connection` and the other
-/// hop-by-hop headers (the server owns framing and connection management), `Date` and `Server` unless the
-/// application set them (`Server` is also skipped when `server` is empty),
-/// the framing header (`Content-Length: n` or `Transfer-Encoding: chunked`;
-/// none for `Close` and `Empty`), `Connection: close` when `!keep_alive` or
-/// the framing is `Close` (`Connection: keep-alive` when keeping an HTTP/1.0
-/// connection alive), then the empty line.
+/// hop-by-hop headers (the server owns framing and connection management),
+/// `Date` and `Server` unless the application set them (`Server` is also
+/// skipped when `server` is empty), the framing header (`Content-Length: n`
+/// or `Transfer-Encoding: chunked`; none for `Close` and `Empty`),
+/// `Connection: close` when `!keep_alive` or the framing is `Close`
+/// (`Connection: keep-alive` when keeping an HTTP/1.0 connection alive), then
+/// the empty line. Every name is written in lower case.
 pub fn encode_head(
     dst: &mut Vec<u8>,
     status: StatusCode,
@@ -89,12 +96,10 @@ pub fn encode_head(
     encode_status_line(dst, status);
     encode_app_headers(dst, headers);
     if !headers.contains_key(DATE) {
-        dst.extend_from_slice(b"Date: ");
-        dst.extend_from_slice(&http_date());
-        dst.extend_from_slice(b"\r\n");
+        put_header(dst, b"date", &http_date());
     }
     if !server.is_empty() && !headers.contains_key(SERVER) {
-        put_header(dst, b"Server", server.as_bytes());
+        put_header(dst, b"server", server.as_bytes());
     }
     encode_framing(dst, framing);
     encode_connection(
@@ -151,11 +156,13 @@ fn encode_status_line(dst: &mut Vec<u8>, status: StatusCode) {
     dst.extend_from_slice(b"\r\n");
 }
 
-/// Copies the application's headers, minus those the server owns.
+/// Copies the application's headers, minus those the server owns; a value
+/// loses the whitespace around it (`"  a=1"` goes out as `a=1`, after one
+/// space).
 fn encode_app_headers(dst: &mut Vec<u8>, headers: &HeaderMap) {
     for (name, value) in headers {
         if !server_owned(name) {
-            put_header(dst, name.as_str().as_bytes(), value.as_bytes());
+            put_header(dst, name.as_str().as_bytes(), trim_ows(value.as_bytes()));
         }
     }
 }
@@ -176,9 +183,9 @@ fn encode_framing(dst: &mut Vec<u8>, framing: ResponseFraming) {
     match framing {
         ResponseFraming::Length(len) => {
             let mut digits = [0u8; 20];
-            put_header(dst, b"Content-Length", format_number(&mut digits, len, 10));
+            put_header(dst, b"content-length", format_number(&mut digits, len, 10));
         }
-        ResponseFraming::Chunked => put_header(dst, b"Transfer-Encoding", b"chunked"),
+        ResponseFraming::Chunked => put_header(dst, b"transfer-encoding", b"chunked"),
         ResponseFraming::Close | ResponseFraming::Empty => {}
     }
 }
@@ -186,13 +193,13 @@ fn encode_framing(dst: &mut Vec<u8>, framing: ResponseFraming) {
 /// Writes `Connection` when the default of `version` is not what happens.
 fn encode_connection(dst: &mut Vec<u8>, keep_alive: bool, version: Version) {
     match (keep_alive, version) {
-        (false, _) => put_header(dst, b"Connection", b"close"),
-        (true, Version::Http10) => put_header(dst, b"Connection", b"keep-alive"),
+        (false, _) => put_header(dst, b"connection", b"close"),
+        (true, Version::Http10) => put_header(dst, b"connection", b"keep-alive"),
         (true, Version::Http11) => {}
     }
 }
 
-/// Writes `name: value\r\n`.
+/// Writes `name: value\r\n` (`name` in lower case).
 fn put_header(dst: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     dst.extend_from_slice(name);
     dst.extend_from_slice(b": ");
@@ -274,21 +281,28 @@ mod tests {
             ("set-cookie", "a=1"),
             ("set-cookie", "b=2"),
         ]);
+        let padded = headers(&[
+            ("set-cookie", "  csrftoken=abc; Path=/"),
+            ("x-tabs", "\t v \t"),
+            ("x-blank", "   "),
+        ]);
         let cases: Vec<(u16, &HeaderMap, ResponseFraming, bool, Version, &str, String)> = vec![
             (200, &plain, Length(5), true, Http11, "sky",
-             format!("HTTP/1.1 200 OK\r\n{d}content-type: text/plain\r\nServer: sky\r\nContent-Length: 5\r\n\r\n")),
+             format!("HTTP/1.1 200 OK\r\n{d}content-type: text/plain\r\nserver: sky\r\ncontent-length: 5\r\n\r\n")),
             (200, &plain, Chunked, false, Http11, "sky",
-             format!("HTTP/1.1 200 OK\r\n{d}content-type: text/plain\r\nServer: sky\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")),
+             format!("HTTP/1.1 200 OK\r\n{d}content-type: text/plain\r\nserver: sky\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n")),
             (200, &plain, Length(0), true, Http10, "sky",
-             format!("HTTP/1.1 200 OK\r\n{d}content-type: text/plain\r\nServer: sky\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n")),
+             format!("HTTP/1.1 200 OK\r\n{d}content-type: text/plain\r\nserver: sky\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n")),
             (200, &plain, Close, true, Http10, "sky",
-             format!("HTTP/1.1 200 OK\r\n{d}content-type: text/plain\r\nServer: sky\r\nConnection: close\r\n\r\n")),
+             format!("HTTP/1.1 200 OK\r\n{d}content-type: text/plain\r\nserver: sky\r\nconnection: close\r\n\r\n")),
             (204, &plain, Empty, true, Http11, "",
              format!("HTTP/1.1 204 No Content\r\n{d}content-type: text/plain\r\n\r\n")),
             (304, &owned, Empty, false, Http10, "sky",
-             format!("HTTP/1.1 304 Not Modified\r\n{d}server: app/1\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nConnection: close\r\n\r\n")),
+             format!("HTTP/1.1 304 Not Modified\r\n{d}server: app/1\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nconnection: close\r\n\r\n")),
             (599, &plain, Length(u64::MAX), true, Http11, "sky",
-             format!("HTTP/1.1 599 \r\n{d}content-type: text/plain\r\nServer: sky\r\nContent-Length: 18446744073709551615\r\n\r\n")),
+             format!("HTTP/1.1 599 \r\n{d}content-type: text/plain\r\nserver: sky\r\ncontent-length: 18446744073709551615\r\n\r\n")),
+            (200, &padded, Length(0), true, Http11, "",
+             format!("HTTP/1.1 200 OK\r\n{d}set-cookie: csrftoken=abc; Path=/\r\nx-tabs: v\r\nx-blank: \r\ncontent-length: 0\r\n\r\n")),
         ];
         for (status, map, framing, keep_alive, version, server, expected) in cases {
             let written = head(status, map, framing, keep_alive, version, server);
@@ -329,11 +343,11 @@ mod tests {
         );
         let date = written
             .lines()
-            .find_map(|line| line.strip_prefix("Date: "))
+            .find_map(|line| line.strip_prefix("date: "))
             .unwrap_or_default();
         assert!(httpdate::parse_http_date(date).is_ok(), "{written}");
-        assert!(written.starts_with("HTTP/1.1 302 Found\r\nlocation: /x\r\nDate: "));
-        assert!(written.ends_with("\r\nServer: s\r\n\r\n"));
+        assert!(written.starts_with("HTTP/1.1 302 Found\r\nlocation: /x\r\ndate: "));
+        assert!(written.ends_with("\r\nserver: s\r\n\r\n"));
     }
 
     #[test]
@@ -432,7 +446,7 @@ mod tests {
             let bytes = error_response(&err, "skyrocket");
             let text = String::from_utf8(bytes).unwrap_or_default();
             let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
-            let length = format!("\r\nContent-Length: {}\r\n", body.len());
+            let length = format!("\r\ncontent-length: {}\r\n", body.len());
             assert!(
                 head.starts_with(&format!("HTTP/1.1 {status_line}\r\n")),
                 "{head}"
@@ -442,8 +456,8 @@ mod tests {
                 "{head}"
             );
             assert!(head.contains(&length), "{head}");
-            assert!(head.contains("\r\nDate: ") && head.contains("\r\nServer: skyrocket\r\n"));
-            assert!(head.ends_with("\r\nConnection: close"), "{head}");
+            assert!(head.contains("\r\ndate: ") && head.contains("\r\nserver: skyrocket\r\n"));
+            assert!(head.ends_with("\r\nconnection: close"), "{head}");
             assert_eq!(body, err.body());
         }
     }

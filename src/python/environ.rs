@@ -1,11 +1,12 @@
 //! The WSGI environ (PEP 3333): CGI variables and `HTTP_*` headers as native strings
-//! (latin-1), and the `wsgi.*` keys.
+//! (latin-1: each byte one character, so `value.encode('latin-1')` gives the bytes back), and
+//! the `wsgi.*` keys.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
-use crate::app::environ::{http_key, SERVER_SOFTWARE};
+use crate::app::environ::SERVER_SOFTWARE;
 use crate::app::Environ;
 
 use super::file_wrapper::FileWrapper;
@@ -39,14 +40,15 @@ pub fn build<'py>(
 }
 
 fn cgi(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> {
-    let local = env.local_addr();
     let peer = env.remote_addr();
     dict.set_item(intern!(py, "REQUEST_METHOD"), env.method())?;
     dict.set_item(intern!(py, "SCRIPT_NAME"), "")?;
     dict.set_item(intern!(py, "PATH_INFO"), latin1(py, env.path_info_bytes()))?;
     dict.set_item(intern!(py, "QUERY_STRING"), env.query_string())?;
-    dict.set_item(intern!(py, "SERVER_NAME"), local.ip().to_string())?;
-    dict.set_item(intern!(py, "SERVER_PORT"), local.port().to_string())?;
+    dict.set_item(intern!(py, "REQUEST_URI"), env.request_uri())?;
+    dict.set_item(intern!(py, "RAW_URI"), env.request_uri())?;
+    dict.set_item(intern!(py, "SERVER_NAME"), env.server_name())?;
+    dict.set_item(intern!(py, "SERVER_PORT"), env.server_port().to_string())?;
     dict.set_item(intern!(py, "SERVER_PROTOCOL"), env.protocol())?;
     dict.set_item(intern!(py, "SERVER_SOFTWARE"), SERVER_SOFTWARE)?;
     dict.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
@@ -60,18 +62,11 @@ fn cgi(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> 
     Ok(())
 }
 
-/// `HTTP_*` keys; a header sent several times is joined with `,`.
+/// `HTTP_*` keys, as the Rust environ has them: a header sent several times is joined with
+/// `,` (`Cookie` with `; `), and `HTTP_HOST` follows an absolute-form target.
 fn headers(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> {
-    for (name, value) in env.headers() {
-        let Some(key) = http_key(name) else { continue };
-        let value = latin1(py, value);
-        match dict.get_item(&key)? {
-            Some(earlier) => {
-                let joined = format!("{},{}", earlier.extract::<String>()?, value.to_cow()?);
-                dict.set_item(key, joined)?
-            }
-            None => dict.set_item(key, value)?,
-        }
+    for (key, value) in env.http_vars() {
+        dict.set_item(key, latin1(py, &value))?;
     }
     Ok(())
 }

@@ -47,9 +47,6 @@ pub(crate) struct BodyReader<'a> {
     budget: Budget,
     /// The first fault met; every later read repeats it.
     fault: Option<BodyFault>,
-    /// Body bytes the application may still read before the body is too large (chunked
-    /// bodies carry no length to check up front).
-    allowance: u64,
 }
 
 impl<'a> BodyReader<'a> {
@@ -77,13 +74,15 @@ impl<'a> BodyReader<'a> {
             continue_pending,
             budget,
             fault: None,
-            allowance: u64::MAX,
         }
     }
 
-    /// Fails the body with 413 once more than `max` bytes of it are read.
+    /// Fails a chunked body with 413 as soon as a chunk size takes it past `max` bytes (the
+    /// decoder checks each size line; a Content-Length is checked before the application runs).
     pub(crate) fn with_limit(mut self, max: u64) -> Self {
-        self.allowance = max;
+        if let State::Chunked { decoder, .. } = &mut self.state {
+            *decoder = ChunkedDecoder::with_limit(max);
+        }
         self
     }
 
@@ -114,14 +113,11 @@ impl<'a> BodyReader<'a> {
     }
 
     fn read_body(&mut self, out: &mut [u8]) -> Result<usize, BodyFault> {
-        let n = match self.state {
+        match self.state {
             State::Done => Ok(0),
             State::Length(left) => self.read_length(left, out),
             State::Chunked { .. } => self.read_chunked(out),
-        }?;
-        self.allowance = (self.allowance.checked_sub(n as u64))
-            .ok_or(BodyFault::Protocol(ProtocolError::PayloadTooLarge))?;
-        Ok(n)
+        }
     }
 
     fn read_length(&mut self, left: u64, out: &mut [u8]) -> Result<usize, BodyFault> {
