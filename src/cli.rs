@@ -18,8 +18,9 @@ use crate::config::{Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED}
     about = "A multithreaded WSGI-style HTTP/1.1 server"
 )]
 pub(crate) struct Cli {
-    /// Address to listen on, IP:PORT or [IPv6]:PORT (repeatable; port 0 = any free port).
-    #[arg(long = "bind", value_name = "ADDR:PORT")]
+    /// Address to listen on, HOST:PORT, IP:PORT or [IPv6]:PORT (repeatable; a host name binds
+    /// every address it resolves to; port 0 = any free port, for each socket).
+    #[arg(long = "bind", value_name = "HOST:PORT")]
     pub bind: Vec<String>,
     /// What to serve.
     #[arg(long, value_enum, default_value_t = MethodArg::Wsgi)]

@@ -1,7 +1,7 @@
 //! Rocket's configuration: a builder with documented defaults, validated once at build time.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +19,10 @@ pub const DEFAULT_MAX_QUEUED: usize = 1024;
 /// The default body size limit: 1 GiB, as waitress (Rocket has none).
 pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
 
-/// One address to listen on.
+/// One address to listen on (a host name gives one per address it resolves to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Interface {
-    /// The socket address to bind (port 0 picks a free port).
+    /// The socket address to bind (port 0 picks a free port, for each socket).
     pub(crate) addr: SocketAddr,
 }
 
@@ -155,7 +155,9 @@ impl Default for ConfigBuilder {
 }
 
 impl ConfigBuilder {
-    /// Adds an interface such as `127.0.0.1:8000` or `[::1]:0` (default: 127.0.0.1:8000).
+    /// Adds an interface such as `127.0.0.1:8000`, `[::1]:0` or `localhost:8000` (a host
+    /// name is resolved at build time, and every address it gives is bound, as gunicorn
+    /// does) (default: 127.0.0.1:8000).
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
         self.interfaces.push(addr.into());
         self
@@ -324,14 +326,41 @@ fn parse_interfaces(given: &[String]) -> Result<Vec<Interface>, ConfigError> {
     } else {
         given
     };
-    texts
-        .iter()
-        .map(|text| {
-            text.parse()
-                .map(|addr| Interface { addr })
-                .map_err(|_| ConfigError::BadAddress(text.clone()))
-        })
-        .collect()
+    let mut interfaces = Vec::new();
+    for text in texts {
+        let addrs = resolve(text)?;
+        interfaces.extend(addrs.into_iter().map(|addr| Interface { addr }));
+    }
+    Ok(interfaces)
+}
+
+/// The addresses of `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (every address the name resolves
+/// to, in the resolver's order, each once).
+fn resolve(text: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(vec![addr]);
+    }
+    let bad = || ConfigError::BadAddress(text.to_string());
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    // An IPv6 address goes in brackets (`::1:80` is ambiguous); `[name]` is not an address.
+    if host.is_empty() || host.contains([':', '[', ']']) {
+        return Err(bad());
+    }
+    let unresolved = |why: String| ConfigError::Unresolved(text.to_string(), why);
+    let found = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| unresolved(e.to_string()))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in found {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    match addrs.is_empty() {
+        true => Err(unresolved("no address".into())),
+        false => Ok(addrs),
+    }
 }
 
 /// A setting that cannot work, found at build time.
@@ -352,8 +381,10 @@ pub enum ConfigError {
     ZeroDuration(&'static str),
     /// The head limit cannot hold even a minimal request.
     HeadLimitTooSmall,
-    /// An interface was not `IP:PORT` (IPv6 as `[::1]:PORT`).
+    /// An interface was not `HOST:PORT` or `IP:PORT` (IPv6 as `[::1]:PORT`).
     BadAddress(String),
+    /// A host name could not be resolved: the interface as given and why.
+    Unresolved(String, String),
     /// Both an application and a document root were given.
     TwoMethods,
     /// The document root is not a readable directory: the path and why.
@@ -382,8 +413,11 @@ impl fmt::Display for ConfigError {
             ConfigError::BadAddress(text) => {
                 write!(
                     f,
-                    "invalid address {text:?}: expected IP:PORT or [IPv6]:PORT"
+                    "invalid address {text:?}: expected HOST:PORT, IP:PORT or [IPv6]:PORT"
                 )
+            }
+            ConfigError::Unresolved(text, why) => {
+                write!(f, "cannot resolve {text:?}: {why}")
             }
         }
     }
@@ -433,10 +467,45 @@ mod tests {
                 ConfigError::BadAddress("localhost".into()),
             ),
             (b().bind("::1:80"), ConfigError::BadAddress("::1:80".into())),
+            (b().bind(":80"), ConfigError::BadAddress(":80".into())),
+            (
+                b().bind("localhost:http"),
+                ConfigError::BadAddress("localhost:http".into()),
+            ),
+            (
+                b().bind("localhost:65536"),
+                ConfigError::BadAddress("localhost:65536".into()),
+            ),
+            (
+                b().bind("[localhost]:80"),
+                ConfigError::BadAddress("[localhost]:80".into()),
+            ),
         ];
         for (builder, expected) in table {
             assert_eq!(builder.build().unwrap_err(), expected);
         }
+    }
+
+    #[test]
+    fn a_host_name_gives_an_interface_per_address() {
+        let c = Config::builder().bind("localhost:8080").build().unwrap();
+        let addrs: Vec<SocketAddr> = c.interfaces.iter().map(|i| i.addr).collect();
+        assert!(
+            addrs.contains(&"127.0.0.1:8080".parse().unwrap()),
+            "{addrs:?}"
+        );
+        let resolved: Vec<SocketAddr> = ("localhost", 8080).to_socket_addrs().unwrap().collect();
+        assert!(addrs.iter().all(|a| resolved.contains(a)), "{addrs:?}");
+        let unique = addrs
+            .iter()
+            .filter(|a| addrs.iter().filter(|b| b == a).count() == 1);
+        assert_eq!(unique.count(), addrs.len(), "each address once: {addrs:?}");
+
+        let err = Config::builder().bind("no-such-host.invalid:80").build();
+        assert!(
+            matches!(err, Err(ConfigError::Unresolved(ref text, _)) if text == "no-such-host.invalid:80"),
+            "{err:?}"
+        );
     }
 
     #[test]

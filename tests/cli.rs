@@ -25,6 +25,30 @@ fn listens_on_ipv4_and_ipv6_with_real_ports_and_serves_the_demo() {
 }
 
 #[test]
+fn a_host_name_binds_every_address_it_resolves_to() {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    let server = Running::start(&["--bind", "localhost:0", "--no-signals"]);
+    let ips: Vec<_> = server.addrs.iter().map(SocketAddr::ip).collect();
+    assert!(ips.contains(&"127.0.0.1".parse().unwrap()), "{ips:?}");
+    let mut resolved: Vec<_> = ("localhost", 0)
+        .to_socket_addrs()
+        .unwrap()
+        .map(|a| a.ip())
+        .collect();
+    resolved.sort();
+    resolved.dedup();
+    assert_eq!(ips.len(), resolved.len(), "{ips:?} for {resolved:?}");
+    assert!(
+        resolved.iter().all(|ip| ips.contains(ip)),
+        "{ips:?} for {resolved:?}"
+    );
+    for addr in &server.addrs {
+        let resp = Conn::new(common::connect(*addr)).request(&get("/"));
+        assert_eq!(resp.status, 200, "{addr}");
+    }
+}
+
+#[test]
 fn flags_are_accepted() {
     let server = Running::start(&[
         "--bind",
