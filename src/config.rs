@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access_log::{AccessLog, AccessLogDestination, AccessLogFormat};
 use crate::app::Application;
 use crate::fs::FileServer;
 use crate::http::Limits;
@@ -88,6 +89,8 @@ pub struct Config {
     /// The value of the `Server` response header: the product, without its version (which
     /// would only help an attacker pick an exploit).
     pub(crate) server_name: String,
+    /// Where access lines go, open; shared by every generation, reopened on restart.
+    pub(crate) access_log: Arc<AccessLog>,
 }
 
 impl Config {
@@ -130,6 +133,10 @@ pub struct ConfigBuilder {
     max_body: u64,
     /// See [`Config::tick`].
     tick: Duration,
+    /// Where access lines go (opened at build time).
+    access_log: AccessLogDestination,
+    /// The fields of an access line.
+    access_log_format: AccessLogFormat,
 }
 
 impl Default for ConfigBuilder {
@@ -150,6 +157,8 @@ impl Default for ConfigBuilder {
             limits: Limits::default(),
             max_body: DEFAULT_MAX_BODY,
             tick: Duration::from_secs(1),
+            access_log: AccessLogDestination::Log,
+            access_log_format: AccessLogFormat::Common,
         }
     }
 }
@@ -250,6 +259,20 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets where access lines go (default: the `log` target `skyrocket::access`); a file is
+    /// opened (created if missing, appended to) by [`ConfigBuilder::build`] and reopened on
+    /// every restart.
+    pub fn access_log(mut self, destination: AccessLogDestination) -> Self {
+        self.access_log = destination;
+        self
+    }
+
+    /// Sets the fields of an access line (default: Common Log Format).
+    pub fn access_log_format(mut self, format: AccessLogFormat) -> Self {
+        self.access_log_format = format;
+        self
+    }
+
     /// Sets the Monitor's tick period (default 1 s); tests use small values.
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = d;
@@ -261,6 +284,7 @@ impl ConfigBuilder {
         self.check_numbers()?;
         let interfaces = parse_interfaces(&self.interfaces)?;
         let method = self.method()?;
+        let access_log = self.open_access_log()?;
         Ok(Config {
             interfaces,
             method,
@@ -276,6 +300,17 @@ impl ConfigBuilder {
             max_body: self.max_body,
             tick: self.tick,
             server_name: "skyrocket".to_string(),
+            access_log: Arc::new(access_log),
+        })
+    }
+
+    fn open_access_log(&self) -> Result<AccessLog, ConfigError> {
+        AccessLog::open(&self.access_log, self.access_log_format).map_err(|e| {
+            let path = match &self.access_log {
+                AccessLogDestination::File(path) => path.display().to_string(),
+                _ => "-".to_string(),
+            };
+            ConfigError::AccessLog(path, e.to_string())
         })
     }
 
@@ -389,6 +424,8 @@ pub enum ConfigError {
     TwoMethods,
     /// The document root is not a readable directory: the path and why.
     DocumentRoot(String, String),
+    /// The access log file cannot be opened for appending: the path and why.
+    AccessLog(String, String),
 }
 
 impl fmt::Display for ConfigError {
@@ -409,6 +446,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::DocumentRoot(dir, why) => {
                 write!(f, "document root {dir:?} cannot be served: {why}")
+            }
+            ConfigError::AccessLog(path, why) => {
+                write!(f, "access log {path:?} cannot be opened: {why}")
             }
             ConfigError::BadAddress(text) => {
                 write!(

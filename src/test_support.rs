@@ -138,6 +138,7 @@ pub(crate) fn new_pool(tick: Duration) -> (Arc<Pool>, Arc<Stats>) {
         server_name: "test".into(),
         stats: stats.clone(),
         draining: Arc::new(AtomicBool::new(false)),
+        access_log: Arc::default(),
     };
     let idle = IdleSet::new(stats.clone()).expect("an epoll instance");
     (Arc::new(Pool::new(settings, idle, 1, tick)), stats)
