@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::access_log::{AccessLogDestination, AccessLogFormat};
 use crate::app::Application;
 use crate::config::{Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED};
 
@@ -18,8 +19,9 @@ use crate::config::{Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED}
     about = "A multithreaded WSGI-style HTTP/1.1 server"
 )]
 pub(crate) struct Cli {
-    /// Address to listen on, IP:PORT or [IPv6]:PORT (repeatable; port 0 = any free port).
-    #[arg(long = "bind", value_name = "ADDR:PORT")]
+    /// Address to listen on, HOST:PORT, IP:PORT or [IPv6]:PORT (repeatable; a host name binds
+    /// every address it resolves to; port 0 = any free port, for each socket).
+    #[arg(long = "bind", value_name = "HOST:PORT")]
     pub bind: Vec<String>,
     /// What to serve.
     #[arg(long, value_enum, default_value_t = MethodArg::Wsgi)]
@@ -69,6 +71,22 @@ pub(crate) struct Cli {
     /// Leave SIGTERM, SIGINT, SIGHUP and SIGUSR1 alone.
     #[arg(long)]
     pub no_signals: bool,
+    /// Write access lines to FILE (reopened on SIGHUP and SIGUSR1), or to stdout with `-`
+    /// (default: the log target skyrocket::access, off unless RUST_LOG turns it on).
+    #[arg(long, value_name = "FILE|-")]
+    pub access_log: Option<PathBuf>,
+    /// The fields of an access line.
+    #[arg(long, value_enum, default_value_t = FormatArg::Common)]
+    pub access_log_format: FormatArg,
+}
+
+/// `--access-log-format`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    /// Common Log Format.
+    Common,
+    /// Combined Log Format: Common, then Referer and User-Agent.
+    Combined,
 }
 
 /// `--method`'s values.
@@ -109,6 +127,15 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
+    /// `--access-log`: a file, `-` for stdout, or (absent) the log target.
+    fn access_log_destination(&self) -> AccessLogDestination {
+        match &self.access_log {
+            None => AccessLogDestination::Log,
+            Some(path) if path.as_os_str() == "-" => AccessLogDestination::Stdout,
+            Some(path) => AccessLogDestination::File(path.clone()),
+        }
+    }
+
     /// The configuration builder these flags describe.
     pub fn builder(&self) -> Result<ConfigBuilder, String> {
         let mut builder = Config::builder()
@@ -120,7 +147,12 @@ impl Cli {
             .max_body(self.max_body)
             .max_queued(self.max_queued)
             .max_headers(self.max_headers)
-            .handle_signals(!self.no_signals);
+            .handle_signals(!self.no_signals)
+            .access_log(self.access_log_destination())
+            .access_log_format(match self.access_log_format {
+                FormatArg::Common => AccessLogFormat::Common,
+                FormatArg::Combined => AccessLogFormat::Combined,
+            });
         if let Some(n) = self.queue_size {
             builder = builder.queue_size(n);
         }

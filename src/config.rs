@@ -1,11 +1,12 @@
 //! Rocket's configuration: a builder with documented defaults, validated once at build time.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access_log::{AccessLog, AccessLogDestination, AccessLogFormat};
 use crate::app::Application;
 use crate::fs::FileServer;
 use crate::http::Limits;
@@ -19,10 +20,10 @@ pub const DEFAULT_MAX_QUEUED: usize = 1024;
 /// The default body size limit: 1 GiB, as waitress (Rocket has none).
 pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
 
-/// One address to listen on.
+/// One address to listen on (a host name gives one per address it resolves to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Interface {
-    /// The socket address to bind (port 0 picks a free port).
+    /// The socket address to bind (port 0 picks a free port, for each socket).
     pub(crate) addr: SocketAddr,
 }
 
@@ -88,6 +89,8 @@ pub struct Config {
     /// The value of the `Server` response header: the product, without its version (which
     /// would only help an attacker pick an exploit).
     pub(crate) server_name: String,
+    /// Where access lines go, open; shared by every generation, reopened on restart.
+    pub(crate) access_log: Arc<AccessLog>,
 }
 
 impl Config {
@@ -130,6 +133,10 @@ pub struct ConfigBuilder {
     max_body: u64,
     /// See [`Config::tick`].
     tick: Duration,
+    /// Where access lines go (opened at build time).
+    access_log: AccessLogDestination,
+    /// The fields of an access line.
+    access_log_format: AccessLogFormat,
 }
 
 impl Default for ConfigBuilder {
@@ -150,12 +157,16 @@ impl Default for ConfigBuilder {
             limits: Limits::default(),
             max_body: DEFAULT_MAX_BODY,
             tick: Duration::from_secs(1),
+            access_log: AccessLogDestination::Log,
+            access_log_format: AccessLogFormat::Common,
         }
     }
 }
 
 impl ConfigBuilder {
-    /// Adds an interface such as `127.0.0.1:8000` or `[::1]:0` (default: 127.0.0.1:8000).
+    /// Adds an interface such as `127.0.0.1:8000`, `[::1]:0` or `localhost:8000` (a host
+    /// name is resolved at build time, and every address it gives is bound, as gunicorn
+    /// does) (default: 127.0.0.1:8000).
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
         self.interfaces.push(addr.into());
         self
@@ -248,6 +259,20 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets where access lines go (default: the `log` target `skyrocket::access`); a file is
+    /// opened (created if missing, appended to) by [`ConfigBuilder::build`] and reopened on
+    /// every restart.
+    pub fn access_log(mut self, destination: AccessLogDestination) -> Self {
+        self.access_log = destination;
+        self
+    }
+
+    /// Sets the fields of an access line (default: Common Log Format).
+    pub fn access_log_format(mut self, format: AccessLogFormat) -> Self {
+        self.access_log_format = format;
+        self
+    }
+
     /// Sets the Monitor's tick period (default 1 s); tests use small values.
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = d;
@@ -259,6 +284,7 @@ impl ConfigBuilder {
         self.check_numbers()?;
         let interfaces = parse_interfaces(&self.interfaces)?;
         let method = self.method()?;
+        let access_log = self.open_access_log()?;
         Ok(Config {
             interfaces,
             method,
@@ -274,6 +300,17 @@ impl ConfigBuilder {
             max_body: self.max_body,
             tick: self.tick,
             server_name: "skyrocket".to_string(),
+            access_log: Arc::new(access_log),
+        })
+    }
+
+    fn open_access_log(&self) -> Result<AccessLog, ConfigError> {
+        AccessLog::open(&self.access_log, self.access_log_format).map_err(|e| {
+            let path = match &self.access_log {
+                AccessLogDestination::File(path) => path.display().to_string(),
+                _ => "-".to_string(),
+            };
+            ConfigError::AccessLog(path, e.to_string())
         })
     }
 
@@ -324,14 +361,41 @@ fn parse_interfaces(given: &[String]) -> Result<Vec<Interface>, ConfigError> {
     } else {
         given
     };
-    texts
-        .iter()
-        .map(|text| {
-            text.parse()
-                .map(|addr| Interface { addr })
-                .map_err(|_| ConfigError::BadAddress(text.clone()))
-        })
-        .collect()
+    let mut interfaces = Vec::new();
+    for text in texts {
+        let addrs = resolve(text)?;
+        interfaces.extend(addrs.into_iter().map(|addr| Interface { addr }));
+    }
+    Ok(interfaces)
+}
+
+/// The addresses of `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (every address the name resolves
+/// to, in the resolver's order, each once).
+fn resolve(text: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(vec![addr]);
+    }
+    let bad = || ConfigError::BadAddress(text.to_string());
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    // An IPv6 address goes in brackets (`::1:80` is ambiguous); `[name]` is not an address.
+    if host.is_empty() || host.contains([':', '[', ']']) {
+        return Err(bad());
+    }
+    let unresolved = |why: String| ConfigError::Unresolved(text.to_string(), why);
+    let found = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| unresolved(e.to_string()))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in found {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    match addrs.is_empty() {
+        true => Err(unresolved("no address".into())),
+        false => Ok(addrs),
+    }
 }
 
 /// A setting that cannot work, found at build time.
@@ -352,12 +416,16 @@ pub enum ConfigError {
     ZeroDuration(&'static str),
     /// The head limit cannot hold even a minimal request.
     HeadLimitTooSmall,
-    /// An interface was not `IP:PORT` (IPv6 as `[::1]:PORT`).
+    /// An interface was not `HOST:PORT` or `IP:PORT` (IPv6 as `[::1]:PORT`).
     BadAddress(String),
+    /// A host name could not be resolved: the interface as given and why.
+    Unresolved(String, String),
     /// Both an application and a document root were given.
     TwoMethods,
     /// The document root is not a readable directory: the path and why.
     DocumentRoot(String, String),
+    /// The access log file cannot be opened for appending: the path and why.
+    AccessLog(String, String),
 }
 
 impl fmt::Display for ConfigError {
@@ -379,11 +447,17 @@ impl fmt::Display for ConfigError {
             ConfigError::DocumentRoot(dir, why) => {
                 write!(f, "document root {dir:?} cannot be served: {why}")
             }
+            ConfigError::AccessLog(path, why) => {
+                write!(f, "access log {path:?} cannot be opened: {why}")
+            }
             ConfigError::BadAddress(text) => {
                 write!(
                     f,
-                    "invalid address {text:?}: expected IP:PORT or [IPv6]:PORT"
+                    "invalid address {text:?}: expected HOST:PORT, IP:PORT or [IPv6]:PORT"
                 )
+            }
+            ConfigError::Unresolved(text, why) => {
+                write!(f, "cannot resolve {text:?}: {why}")
             }
         }
     }
@@ -433,10 +507,45 @@ mod tests {
                 ConfigError::BadAddress("localhost".into()),
             ),
             (b().bind("::1:80"), ConfigError::BadAddress("::1:80".into())),
+            (b().bind(":80"), ConfigError::BadAddress(":80".into())),
+            (
+                b().bind("localhost:http"),
+                ConfigError::BadAddress("localhost:http".into()),
+            ),
+            (
+                b().bind("localhost:65536"),
+                ConfigError::BadAddress("localhost:65536".into()),
+            ),
+            (
+                b().bind("[localhost]:80"),
+                ConfigError::BadAddress("[localhost]:80".into()),
+            ),
         ];
         for (builder, expected) in table {
             assert_eq!(builder.build().unwrap_err(), expected);
         }
+    }
+
+    #[test]
+    fn a_host_name_gives_an_interface_per_address() {
+        let c = Config::builder().bind("localhost:8080").build().unwrap();
+        let addrs: Vec<SocketAddr> = c.interfaces.iter().map(|i| i.addr).collect();
+        assert!(
+            addrs.contains(&"127.0.0.1:8080".parse().unwrap()),
+            "{addrs:?}"
+        );
+        let resolved: Vec<SocketAddr> = ("localhost", 8080).to_socket_addrs().unwrap().collect();
+        assert!(addrs.iter().all(|a| resolved.contains(a)), "{addrs:?}");
+        let unique = addrs
+            .iter()
+            .filter(|a| addrs.iter().filter(|b| b == a).count() == 1);
+        assert_eq!(unique.count(), addrs.len(), "each address once: {addrs:?}");
+
+        let err = Config::builder().bind("no-such-host.invalid:80").build();
+        assert!(
+            matches!(err, Err(ConfigError::Unresolved(ref text, _)) if text == "no-such-host.invalid:80"),
+            "{err:?}"
+        );
     }
 
     #[test]

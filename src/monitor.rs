@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::access_log::Request;
 use crate::conn::{reset, Connection};
 use crate::dispatcher::Tick;
 use crate::http::{error_response, ProtocolError};
@@ -73,8 +74,14 @@ impl Monitor {
     /// and closes.
     fn time_out(&self, conn: Connection) {
         log::debug!("{}: request head incomplete in time; closing", conn.peer);
-        let server = &self.pool.settings.server_name;
-        let response = error_response(&ProtocolError::RequestTimeout, server);
+        let settings = &self.pool.settings;
+        let request = match &conn.head {
+            Some(head) => Request::Head(head),
+            None => Request::Refused(&conn.buffered),
+        };
+        let timeout = ProtocolError::RequestTimeout;
+        (settings.access_log).refused(conn.peer.ip(), request, &timeout);
+        let response = error_response(&timeout, &settings.server_name);
         let _ = (&conn.stream).write(&response);
         let _ = conn.stream.shutdown(Shutdown::Write);
     }

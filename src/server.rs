@@ -94,6 +94,7 @@ impl Generation {
             server_name: config.server_name.clone(),
             stats: stats.clone(),
             draining: Arc::new(AtomicBool::new(false)),
+            access_log: config.access_log.clone(),
         };
         let idle = IdleSet::new(stats.clone())?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -219,6 +220,14 @@ impl Server {
         listeners
     }
 
+    /// Reopens the access log file (logrotate moved it away); on failure the old file stays.
+    fn reopen_access_log(&self) {
+        let access_log = &self.config.access_log;
+        if let (Err(e), Some(path)) = (access_log.reopen(), access_log.path()) {
+            log::warn!("cannot reopen the access log {}: {e}", path.display());
+        }
+    }
+
     fn start(&mut self) -> Result<Vec<SocketAddr>, ServerError> {
         if self.running.is_none() {
             self.bind_all()?;
@@ -314,6 +323,7 @@ impl actix::Handler<Restart> for Server {
 
     fn handle(&mut self, _: Restart, _ctx: &mut Self::Context) -> Self::Result {
         log::info!("restarting");
+        self.reopen_access_log();
         let old = self.running.take();
         let started = self.start().map(|_| ());
         let next = self.running.as_ref().map(|r| r.generation.pool.clone());

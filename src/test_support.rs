@@ -110,6 +110,18 @@ pub(crate) fn take(set: &IdleSet, timeout: Duration) -> Option<Connection> {
     Some(conn)
 }
 
+/// The environ of the request `raw` (a complete, valid head) from 10.1.2.3:5555.
+pub(crate) fn environ(raw: &str) -> Environ {
+    let mut buf = bytes::BytesMut::from(raw);
+    let limits = crate::http::Limits::default();
+    let head = crate::http::parse_head(&mut buf, &limits)
+        .expect("a valid head")
+        .expect("a complete head");
+    let local = "127.0.0.1:8000".parse().unwrap();
+    let peer = "10.1.2.3:5555".parse().unwrap();
+    Environ::new(head, local, peer, "http")
+}
+
 /// The application of the unit-level pools: answers 200 "ok".
 fn ok_app() -> Arc<dyn Application> {
     Arc::new(|_e: &Environ, _i: &mut Input<'_>| Reply::text(StatusCode::OK, "ok"))
@@ -126,6 +138,7 @@ pub(crate) fn new_pool(tick: Duration) -> (Arc<Pool>, Arc<Stats>) {
         server_name: "test".into(),
         stats: stats.clone(),
         draining: Arc::new(AtomicBool::new(false)),
+        access_log: Arc::default(),
     };
     let idle = IdleSet::new(stats.clone()).expect("an epoll instance");
     (Arc::new(Pool::new(settings, idle, 1, tick)), stats)

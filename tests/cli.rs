@@ -25,6 +25,30 @@ fn listens_on_ipv4_and_ipv6_with_real_ports_and_serves_the_demo() {
 }
 
 #[test]
+fn a_host_name_binds_every_address_it_resolves_to() {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    let server = Running::start(&["--bind", "localhost:0", "--no-signals"]);
+    let ips: Vec<_> = server.addrs.iter().map(SocketAddr::ip).collect();
+    assert!(ips.contains(&"127.0.0.1".parse().unwrap()), "{ips:?}");
+    let mut resolved: Vec<_> = ("localhost", 0)
+        .to_socket_addrs()
+        .unwrap()
+        .map(|a| a.ip())
+        .collect();
+    resolved.sort();
+    resolved.dedup();
+    assert_eq!(ips.len(), resolved.len(), "{ips:?} for {resolved:?}");
+    assert!(
+        resolved.iter().all(|ip| ips.contains(ip)),
+        "{ips:?} for {resolved:?}"
+    );
+    for addr in &server.addrs {
+        let resp = Conn::new(common::connect(*addr)).request(&get("/"));
+        assert_eq!(resp.status, 200, "{addr}");
+    }
+}
+
+#[test]
 fn flags_are_accepted() {
     let server = Running::start(&[
         "--bind",
@@ -63,8 +87,11 @@ fn flags_are_accepted() {
 
 #[test]
 fn bad_flags_are_a_one_line_error() {
-    let table: [&[&str]; 10] = [
+    let table: [&[&str]; 13] = [
         &["--bogus"],
+        &["--access-log", "/nonexistent/skyrocket/access.log"],
+        &["--access-log-format", "xml"],
+        &["--bind", "no-such-host.invalid:80"],
         &["--min-threads", "0"],
         &["--min-threads", "abc"],
         &["--min-threads", "4", "--max-threads", "2"],
@@ -185,4 +212,58 @@ fn sigterm_does_not_wait_for_silent_connections() {
     assert_eq!(idle.request(&get("/")).status, 200);
     server.signal("TERM");
     assert!(server.wait_exit().success());
+}
+
+#[test]
+fn access_log_dash_writes_plain_lines_to_stdout() {
+    let server = Running::start_capturing_stdout(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--no-signals",
+        "--access-log",
+        "-",
+        "--access-log-format",
+        "combined",
+    ]);
+    let raw = b"GET /out HTTP/1.1\r\nHost: t\r\nUser-Agent: ua/1\r\n\r\n";
+    let resp = Conn::new(common::connect(server.addrs[0])).request(raw);
+    let line = server.stdout_line();
+    assert!(line.starts_with("127.0.0.1 - - ["), "no prefix: {line}");
+    let len = resp.body.len();
+    let tail = format!("] \"GET /out HTTP/1.1\" 200 {len} \"-\" \"ua/1\"");
+    assert!(line.ends_with(&tail), "{line}");
+}
+
+#[test]
+fn sigusr1_reopens_the_access_log_file() {
+    let path = std::env::temp_dir().join(format!("skyrocket-cli-{}.log", std::process::id()));
+    let rotated = path.with_extension("log.1");
+    let server = Running::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--access-log",
+        path.to_str().unwrap(),
+    ]);
+    let addr = server.addrs[0];
+    assert_eq!(
+        Conn::new(common::connect(addr)).request(&get("/a")).status,
+        200
+    );
+    common::wait::wait_until("the first line", || {
+        std::fs::read_to_string(&path).is_ok_and(|text| text.contains("GET /a "))
+    });
+    std::fs::rename(&path, &rotated).unwrap();
+    server.signal("USR1");
+    server.line_with("restarted");
+    assert_eq!(
+        Conn::new(common::connect(addr)).request(&get("/b")).status,
+        200
+    );
+    common::wait::wait_until("a line in the new file", || {
+        std::fs::read_to_string(&path).is_ok_and(|text| text.contains("GET /b "))
+    });
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(old.lines().count(), 1, "{old}");
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&rotated);
 }

@@ -224,6 +224,76 @@ fn conditional_requests_get_304_when_the_copy_is_current() {
 }
 
 #[test]
+fn failed_preconditions_get_412() {
+    let tree = Tree::new();
+    let server = tree.serve(false);
+    let first = fetch(&server, "/small.txt");
+    let etag = first.header("etag").unwrap().to_string();
+    let modified = first.header("last-modified").unwrap().to_string();
+    let table = [
+        (format!("If-Match: {etag}\r\n"), 200),
+        ("If-Match: *\r\n".to_string(), 200),
+        ("If-Match: \"other\"\r\n".to_string(), 412),
+        (format!("If-Match: W/{etag}\r\n"), 412),
+        (format!("If-Unmodified-Since: {modified}\r\n"), 200),
+        (
+            "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT\r\n".into(),
+            412,
+        ),
+        (
+            format!("If-Match: \"other\"\r\nIf-None-Match: {etag}\r\n"),
+            412,
+        ),
+    ];
+    for (headers, status) in table {
+        let resp = get_with(&server, "/small.txt", &headers);
+        assert_eq!(resp.status, status, "{headers}");
+        if status == 412 {
+            assert_eq!(resp.text(), "Precondition Failed\n", "{headers}");
+        }
+    }
+    let resp = get_with(&server, "/nowhere.txt", "If-Match: *\r\n");
+    assert_eq!(
+        resp.status, 404,
+        "no file: the precondition is not evaluated"
+    );
+}
+
+#[test]
+fn a_resumed_download_of_a_file_changed_meanwhile_gets_412_not_a_part_of_the_new_one() {
+    let tree = Tree::new();
+    let server = tree.serve(false);
+    let first = get_with(&server, "/small.txt", "Range: bytes=0-4\r\n");
+    assert_eq!((first.status, first.text().as_str()), (206, "hello"));
+    let old_etag = first.header("etag").unwrap().to_string();
+    let old_date = first.header("last-modified").unwrap().to_string();
+    let path = tree.root().join("small.txt");
+    fs::write(&path, "HELLO, NEW FILES\n").unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    for resume in [
+        format!("Range: bytes=5-\r\nIf-Match: {old_etag}\r\n"),
+        format!("Range: bytes=5-\r\nIf-Unmodified-Since: {old_date}\r\n"),
+    ] {
+        let resp = get_with(&server, "/small.txt", &resume);
+        assert_eq!(resp.status, 412, "{resume}");
+        assert_eq!(resp.header("content-range"), None, "{resume}");
+    }
+    let new_etag = fetch(&server, "/small.txt")
+        .header("etag")
+        .unwrap()
+        .to_string();
+    let resume = format!("Range: bytes=5-\r\nIf-Match: {new_etag}\r\n");
+    let resp = get_with(&server, "/small.txt", &resume);
+    assert_eq!((resp.status, resp.text().as_str()), (206, ", NEW FILES\n"));
+}
+
+#[test]
 fn single_ranges_get_206_and_ranges_outside_the_file_416() {
     let tree = Tree::new();
     let server = tree.serve(false);
@@ -348,6 +418,23 @@ fn a_listing_escapes_names_and_its_links_work() {
     assert!(!html.contains("a b<&>"), "no raw name: {html}");
     let file = fetch(&server, "/list/a%20b%3C%26%3E.txt");
     assert_eq!((file.status, file.text().as_str()), (200, "odd\n"));
+}
+
+#[test]
+fn a_listing_shows_sizes_for_people_and_no_parent_at_the_root() {
+    let tree = Tree::new();
+    let server = tree.serve(true);
+    let root = fetch(&server, "/").text();
+    assert!(
+        !root.contains("href=\"../\""),
+        "no parent at the root: {root}"
+    );
+    assert!(root.contains("title=\"3145728 bytes\">3.0M</td>"), "{root}");
+    assert!(root.contains("title=\"13 bytes\">13</td>"), "{root}");
+    assert!(root.contains("text-align: right"), "{root}");
+    assert!(!fetch(&server, "//").text().contains("href=\"../\""));
+    let sub = fetch(&server, "/list/").text();
+    assert!(sub.contains("<a href=\"../\">../</a>"), "{sub}");
 }
 
 #[test]

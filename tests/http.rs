@@ -92,6 +92,32 @@ fn head_has_length_but_no_body() {
 }
 
 #[test]
+fn head_of_the_testbeds_streams_has_the_get_headers_and_no_body() {
+    let server = TestServer::testbed();
+    let mut conn = Conn::new(server.connect());
+    for path in ["/stream?n=3", "/zeros?kib=128"] {
+        let got = conn.request(&get(path));
+        assert_eq!(got.status, 200, "{path}");
+        conn.send(format!("HEAD {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let head = conn.response(true);
+        assert_eq!(head.status, 200, "{path}");
+        let names = |r: &common::client::Resp| -> Vec<String> {
+            (r.headers.iter())
+                .map(|(n, v)| format!("{n}: {v}"))
+                .filter(|h| !h.starts_with("date:"))
+                .collect()
+        };
+        assert_eq!(names(&head), names(&got), "{path}");
+    }
+    let after = conn.request(&get("/hello"));
+    assert_eq!(
+        after.text(),
+        "Hello, World!",
+        "no body followed the HEAD responses"
+    );
+}
+
+#[test]
 fn content_length_body_is_streamed_to_the_application() {
     let server = TestServer::testbed();
     let mut conn = Conn::new(server.connect());

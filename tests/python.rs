@@ -464,6 +464,41 @@ fn the_binary_imports_from_the_virtualenv_given_or_activated() {
     let _ = fs::remove_dir_all(&venv);
 }
 
+/// The start-up line that says which Python runs the application.
+fn python_line(server: &Running) -> &str {
+    let found = server.startup.iter().find(|l| l.contains("Python 3."));
+    found.unwrap_or_else(|| panic!("no Python line in {:?}", server.startup))
+}
+
+#[test]
+fn the_binary_logs_which_python_and_virtualenv_run_the_application() {
+    let venv = virtualenv("venv-log");
+    let dir = venv.to_str().unwrap();
+    let args = [
+        "--app",
+        "venv_only:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--no-signals",
+    ];
+    let given = Running::start(&[&["--virtualenv", dir][..], &args].concat());
+    let line = python_line(&given);
+    let version = Command::new(env!("SKYROCKET_PYTHON"))
+        .args(["-c", "import sys; print(sys.version.split()[0])"])
+        .output()
+        .expect("run python");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert!(line.contains(&format!("Python {version} (")), "{line}");
+    assert!(
+        line.contains(&format!("executable {dir}/bin/python;")),
+        "{line}"
+    );
+    assert!(line.contains(&format!("; virtualenv {dir};")), "{line}");
+    let activated = Running::start_with(&args, "info", &[("VIRTUAL_ENV", dir)]);
+    assert!(python_line(&activated).ends_with(&format!("; virtualenv {dir}; $VIRTUAL_ENV {dir}")));
+    let _ = fs::remove_dir_all(&venv);
+}
+
 #[test]
 fn a_directory_that_is_not_a_virtualenv_is_a_one_line_error() {
     let out = run_to_end(&["--virtualenv", "/", "--app", "wsgi_apps:hello"]);

@@ -1,4 +1,5 @@
-//! The HTML page listing a directory: names (escaped), links (percent-encoded), sizes, dates.
+//! The HTML page listing a directory: names (escaped), links (percent-encoded), sizes (for
+//! people, right-aligned), dates; a link to the parent except at the document root.
 
 use std::fmt::Write;
 use std::io;
@@ -30,9 +31,12 @@ struct Row {
     modified: Option<SystemTime>,
 }
 
+/// Units of [`readable_size`], each 1024 times the one before (bytes have none).
+const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+
 /// The listing page of the open directory `dir`, shown as `shown_path` (the decoded
-/// request path).
-pub fn page(dir: impl AsFd, shown_path: &str) -> io::Result<String> {
+/// request path); `parent` adds the `../` row (not at the document root).
+pub fn page(dir: impl AsFd, shown_path: &str, parent: bool) -> io::Result<String> {
     let dir = dir.as_fd();
     let mut rows: Vec<Row> = Dir::read_from(dir)?
         .filter_map(Result::ok)
@@ -42,10 +46,13 @@ pub fn page(dir: impl AsFd, shown_path: &str) -> io::Result<String> {
     let title = encode_text(shown_path);
     let mut html = format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title>\
-         </head>\n<body><h1>Index of {title}</h1>\n<table>\n\
-         <tr><th>Name</th><th>Size</th><th>Last modified</th></tr>\n\
-         <tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n"
+         \n<style>td.size, th.size {{ text-align: right; padding: 0 1em; }}</style></head>\n\
+         <body><h1>Index of {title}</h1>\n<table>\n\
+         <tr><th>Name</th><th class=\"size\">Size</th><th>Last modified</th></tr>\n"
     );
+    if parent {
+        html.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
+    }
     for row in &rows {
         write_row(&mut html, row);
     }
@@ -74,15 +81,41 @@ fn write_row(html: &mut String, row: &Row) {
     let slash = if row.is_dir { "/" } else { "" };
     let href = percent_encode(&row.name, LINK_SAFE);
     let name = String::from_utf8_lossy(&row.name);
-    let size = row.size.map_or_else(|| "-".to_string(), |n| n.to_string());
+    let size = match row.size {
+        Some(n) => format!(
+            "<td class=\"size\" title=\"{n} bytes\">{}</td>",
+            readable_size(n)
+        ),
+        None => "<td class=\"size\">-</td>".to_string(),
+    };
     let date = row
         .modified
         .map_or_else(String::new, httpdate::fmt_http_date);
     let _ = writeln!(
         html,
-        "<tr><td><a href=\"{href}{slash}\">{}{slash}</a></td><td>{size}</td><td>{date}</td></tr>",
+        "<tr><td><a href=\"{href}{slash}\">{}{slash}</a></td>{size}<td>{date}</td></tr>",
         encode_text(&name)
     );
+}
+
+/// A size as people read it, as Apache's listings show it: bytes below 1 KiB (`512`), then
+/// one decimal below 10 of a unit (`1.2K`, `3.4M`), then whole units (`12K`, `340M`), in
+/// powers of 1024.
+fn readable_size(bytes: u64) -> String {
+    if bytes < 1024 {
+        return bytes.to_string();
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Move up while the value would be shown as 1024 or more of a unit once rounded.
+    while value >= 1023.5 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match value < 9.95 {
+        true => format!("{value:.1}{}", UNITS[unit]),
+        false => format!("{value:.0}{}", UNITS[unit]),
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +132,40 @@ mod tests {
         };
         write_row(&mut html, &row);
         html
+    }
+
+    #[test]
+    fn sizes_are_readable() {
+        let table: [(u64, &str); 14] = [
+            (0, "0"),
+            (1, "1"),
+            (1023, "1023"),
+            (1024, "1.0K"),
+            (1229, "1.2K"),
+            (10_188, "9.9K"),
+            (10_189, "10K"),
+            (1_048_063, "1023K"),
+            (1_048_064, "1.0M"),
+            (3_565_158, "3.4M"),
+            (3 << 20, "3.0M"),
+            (500 << 20, "500M"),
+            (1 << 40, "1.0T"),
+            (u64::MAX, "16E"),
+        ];
+        for (bytes, shown) in table {
+            assert_eq!(readable_size(bytes), shown, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_right_aligned_and_exact_on_hover() {
+        let html = rendered(b"a.txt", false);
+        assert!(
+            html.contains("<td class=\"size\" title=\"5 bytes\">5</td>"),
+            "{html}"
+        );
+        let html = rendered(b"sub", true);
+        assert!(html.contains("<td class=\"size\">-</td>"), "{html}");
     }
 
     #[test]

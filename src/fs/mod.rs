@@ -2,7 +2,7 @@
 //!
 //! GET and HEAD only (405 otherwise). Files go out with the kernel's zero-copy path (never
 //! read into memory), with `Content-Type` from the extension, `Last-Modified`, a strong
-//! `ETag`, conditional requests (304) and single byte ranges (206, 416). A directory is
+//! `ETag`, conditional requests (412, 304) and single byte ranges (206, 416). A directory is
 //! redirected to its `/` form, then answered with its `index.html`, or a listing when
 //! `display_index` is on, or 403. Nothing outside the root is ever opened (see
 //! `open_beneath`); whatever is refused or missing gets the same 404.
@@ -28,7 +28,7 @@ use rustix::fs::{Mode, OFlags};
 use crate::app::{Application, Body, Environ, Input, Reply};
 
 pub(crate) use resolve::{open_beneath, Opened};
-pub(crate) use validators::{Span, Validators};
+pub(crate) use validators::{Decision, Span, Validators};
 
 /// Serves the files under a document root.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ impl FileServer {
         if !self.display_index {
             return text(StatusCode::FORBIDDEN, "Forbidden\n");
         }
-        match listing::page(&dir.file, &env.path_info()) {
+        match listing::page(&dir.file, &env.path_info(), !dir.at_root) {
             Ok(html) => Reply::new(StatusCode::OK)
                 .header(
                     CONTENT_TYPE,
@@ -109,13 +109,20 @@ fn only_files(meta: Metadata) -> Result<Metadata, ()> {
     meta.is_file().then_some(meta).ok_or(())
 }
 
-/// Answers with `file` (named `name`, for its type), or 304, 206 or 416 as the request asks.
+/// Answers with `file` (named `name`, for its type), or 412, 304, 206 or 416 as the request
+/// asks.
 fn serve_file(env: &Environ, mut file: File, meta: &Metadata, name: &Path) -> Reply {
     let validators = Validators::of(meta);
-    if validators.not_modified(env) {
-        return with_validators(Reply::new(StatusCode::NOT_MODIFIED), &validators);
-    }
-    let reply = match validators.span(env, meta.len()) {
+    let span = match validators.decide(env, meta.len()) {
+        Decision::PreconditionFailed => {
+            return text(StatusCode::PRECONDITION_FAILED, "Precondition Failed\n")
+        }
+        Decision::NotModified => {
+            return with_validators(Reply::new(StatusCode::NOT_MODIFIED), &validators)
+        }
+        Decision::Send(span) => span,
+    };
+    let reply = match span {
         Span::Whole => Reply::new(StatusCode::OK).body(Body::FilePart {
             file,
             len: meta.len(),

@@ -24,13 +24,16 @@ pub struct Opened {
     pub file: File,
     /// The request path ended with `/` (a directory is addressed as one).
     pub trailing_slash: bool,
+    /// The path names the document root itself (it has no parent to link to).
+    pub at_root: bool,
 }
 
 /// Opens `raw_path` (the request-target's path, still percent-encoded) under the directory
 /// `root`; `None` for anything refused or missing.
 pub fn open_beneath(root: impl AsFd, raw_path: &str) -> Option<Opened> {
     let segments = segments(raw_path)?;
-    let relative = match segments.is_empty() {
+    let at_root = segments.is_empty();
+    let relative = match at_root {
         true => b".".to_vec(),
         false => segments.join(&b'/'),
     };
@@ -38,6 +41,7 @@ pub fn open_beneath(root: impl AsFd, raw_path: &str) -> Option<Opened> {
     Some(Opened {
         file,
         trailing_slash: raw_path.ends_with('/'),
+        at_root,
     })
 }
 

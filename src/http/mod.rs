@@ -9,7 +9,8 @@
 //!   a [`ChunkedDecoder`];
 //! - [`encode_head`], [`encode_chunk`] and [`LAST_CHUNK`] write the response,
 //!   framed as [`ResponseFraming::choose`] decides, and [`error_response`]
-//!   writes the canned answer to a [`ProtocolError`].
+//!   writes the canned answer to a [`ProtocolError`];
+//! - [`request_line`] reads what it can of a refused head's first line, for the access log.
 //!
 //! As in hyper's `proto::h1`, "incomplete" (`Ok(None)`, [`Decoded::NeedMore`])
 //! is kept apart from "invalid" (`Err`), and [`ProtocolError::status`] is the
@@ -19,11 +20,13 @@ mod chunked;
 mod date;
 mod error;
 mod head;
+mod request_line;
 mod response;
 
 pub use chunked::{ChunkedDecoder, Decoded};
 pub use error::ProtocolError;
 pub use head::{parse_head, BodyFraming, Limits, RequestHead, Version};
+pub use request_line::request_line;
 pub use response::{
     declared_length, encode_chunk, encode_head, error_response, ResponseFraming, CONTINUE_100,
     LAST_CHUNK,

@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::access_log::AccessLog;
 use crate::app::Application;
 use crate::conn::Connection;
 use crate::http::Limits;
@@ -48,6 +49,8 @@ pub(crate) struct Settings {
     /// Set when the pool drains: responses say `Connection: close` and connections close
     /// instead of being parked.
     pub(crate) draining: Arc<AtomicBool>,
+    /// Where a line for each answered request goes (refused ones too).
+    pub(crate) access_log: Arc<AccessLog>,
 }
 
 /// Shared by a Dispatcher, its Monitor and its workers.

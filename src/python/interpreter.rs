@@ -35,8 +35,39 @@ pub fn start(virtualenv: Option<&Path>) -> Result<(), LoadError> {
             "cannot use the virtualenv {}: Python is already running",
             dir.display()
         ))),
+        (true, _) if started.is_ok() => {
+            log::info!("{}", attach(describe));
+            Ok(())
+        }
         _ => started.clone(),
     }
+}
+
+/// Which Python runs, from where, and with which virtualenv (or none), for the start-up log.
+fn describe(py: Python<'_>) -> String {
+    let text = |name: &str| -> String {
+        let value = py.import("sys").and_then(|sys| sys.getattr(name));
+        value
+            .and_then(|v| v.extract())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let version = text("version")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (prefix, base) = (text("prefix"), text("base_prefix"));
+    let venv = match prefix != base {
+        true => format!("virtualenv {prefix}"),
+        false => format!("no virtualenv (prefix {prefix})"),
+    };
+    let activated = match std::env::var_os("VIRTUAL_ENV") {
+        Some(dir) => format!("$VIRTUAL_ENV {}", Path::new(&dir).display()),
+        None => "$VIRTUAL_ENV unset".into(),
+    };
+    format!(
+        "Python {version}; executable {}; {venv}; {activated}",
+        text("executable")
+    )
 }
 
 /// Runs the functions registered with `atexit` and flushes `sys.stdout` and `sys.stderr`, as
@@ -68,9 +99,7 @@ fn launch(virtualenv: Option<&Path>) -> Result<(), LoadError> {
         Some(dir) => Some(virtualenv_python(&dir)?),
         None => BUILT_WITH.map(PathBuf::from).filter(|p| p.exists()),
     };
-    initialize_as(program.as_deref())?;
-    log::info!("Python {}", python_version().unwrap_or("?"));
-    Ok(())
+    initialize_as(program.as_deref())
 }
 
 /// The `bin/python` of a virtualenv made for the same Python version as ours.

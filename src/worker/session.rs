@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use http::StatusCode;
 
-use crate::access_log::{self, Entry};
+use crate::access_log::{Entry, Request};
 use crate::app::{Application, Environ, Input, Reply};
 use crate::conn::{file_ended, Budget, Connection, Outbox, Socket, Ticket};
 use crate::http::{error_response, parse_head, BodyFraming, ProtocolError, RequestHead};
@@ -257,7 +257,7 @@ impl Session<'_> {
                 Ok(head) => self.serve_request(head),
                 Err(NoHead::NotReady | NoHead::Partial) => return End::Idle,
                 Err(NoHead::Closed) => After::Close,
-                Err(NoHead::Invalid(e)) => After::Reject(e),
+                Err(NoHead::Invalid(e)) => self.refuse_head(e),
             };
             match after {
                 After::KeepAlive => {}
@@ -322,12 +322,29 @@ impl Session<'_> {
         }
     }
 
+    /// Records a request whose head was refused (or did not arrive in time), with what is
+    /// known of it, and has it answered.
+    fn refuse_head(&mut self, err: ProtocolError) -> After {
+        let request = match &self.head {
+            Some(head) => Request::Head(head),
+            None => Request::Refused(&self.buf),
+        };
+        self.refuse(request, err)
+    }
+
+    /// Records a refused request and has it answered.
+    fn refuse(&self, request: Request<'_>, err: ProtocolError) -> After {
+        (self.settings.access_log).refused(self.peer.ip(), request, &err);
+        After::Reject(err)
+    }
+
     fn serve_request(&mut self, head: RequestHead) -> After {
         self.socket.start_response();
         let wants_keep_alive = head.keep_alive();
         let environ = Environ::new(head, self.local, self.peer, "http");
         let (reply, body_clean) = match self.run_app(&environ) {
             Ok(done) => done,
+            Err(After::Reject(e)) => return self.refuse(Request::Head(environ.head()), e),
             Err(fault) => return fault,
         };
         let draining = self.settings.draining.load(Ordering::Relaxed);
@@ -351,7 +368,12 @@ impl Session<'_> {
             Err(e) if self.file_ended(&e) => return After::Close,
             Err(_) => return After::Abort,
         };
-        log_access(&environ, sent.status, sent.body_bytes);
+        self.settings.access_log.record(&Entry {
+            remote: self.peer.ip(),
+            request: Request::Head(environ.head()),
+            status: sent.status.as_u16(),
+            bytes: sent.body_bytes,
+        });
         let batch_goes_on = sent.keep_alive && !self.buf.is_empty();
         if !batch_goes_on && self.socket.release(false).is_err() {
             return After::Abort;
@@ -452,15 +474,4 @@ fn call_app(app: &dyn Application, environ: &Environ, body: &mut BodyReader<'_>)
 
 fn internal_error() -> Reply {
     Reply::text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
-}
-
-fn log_access(environ: &Environ, status: StatusCode, bytes: u64) {
-    access_log::record(&Entry {
-        remote: environ.remote_addr().ip(),
-        method: environ.method(),
-        target: environ.head().target(),
-        protocol: environ.protocol(),
-        status: status.as_u16(),
-        bytes,
-    });
 }

@@ -16,8 +16,12 @@ pub struct Running {
     pub child: Child,
     /// The addresses of its "Listening on sockets" line.
     pub addrs: Vec<SocketAddr>,
+    /// Its stderr lines before the start-up line.
+    pub startup: Vec<String>,
     /// Its stderr lines after the start-up line.
     lines: mpsc::Receiver<String>,
+    /// Its stdout lines, if they are captured (else stdout is discarded).
+    out_lines: Option<mpsc::Receiver<String>>,
 }
 
 impl Running {
@@ -33,16 +37,35 @@ impl Running {
 
     /// The same, with these `RUST_LOG` rules and environment variables.
     pub fn start_with(args: &[&str], rust_log: &str, envs: &[(&str, &str)]) -> Running {
+        Running::spawn(args, rust_log, envs, false)
+    }
+
+    /// The same as [`Running::start`], with stdout captured (see [`Running::stdout_line`]).
+    pub fn start_capturing_stdout(args: &[&str]) -> Running {
+        Running::spawn(args, "info", &[], true)
+    }
+
+    fn spawn(
+        args: &[&str],
+        rust_log: &str,
+        envs: &[(&str, &str)],
+        capture_stdout: bool,
+    ) -> Running {
+        let stdout = match capture_stdout {
+            true => Stdio::piped(),
+            false => Stdio::null(),
+        };
         let mut child = Command::new(BIN)
             .args(args)
             .env("RUST_LOG", rust_log)
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start skyrocket");
-        let (line, lines) = listening_line(&mut child);
+        let out_lines = child.stdout.take().map(line_reader);
+        let (line, startup, lines) = listening_line(&mut child);
         let list = line
             .split("Listening on sockets: ")
             .nth(1)
@@ -54,8 +77,17 @@ impl Running {
         Running {
             child,
             addrs,
+            startup,
             lines,
+            out_lines,
         }
+    }
+
+    /// The next stdout line (within 20 s), if stdout is captured.
+    pub fn stdout_line(&self) -> String {
+        let out = self.out_lines.as_ref().expect("stdout is captured");
+        out.recv_timeout(Duration::from_secs(20))
+            .expect("a stdout line within 20 s")
     }
 
     /// Sends a signal with the system's `kill` command.
@@ -106,10 +138,14 @@ impl Drop for Running {
 /// Reads a child's stderr on a thread, to its end (so that the child never blocks on a full
 /// pipe, and waits for a line can have timeouts); the lines come through the receiver.
 pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().expect("piped stderr");
+    line_reader(child.stderr.take().expect("piped stderr"))
+}
+
+/// Reads `pipe` on a thread, to its end; its lines come through the receiver.
+fn line_reader(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
@@ -117,15 +153,18 @@ pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
 }
 
 /// Waits for the start-up line; later lines keep coming through the receiver.
-fn listening_line(child: &mut Child) -> (String, mpsc::Receiver<String>) {
+/// The stderr lines before it come first.
+fn listening_line(child: &mut Child) -> (String, Vec<String>, mpsc::Receiver<String>) {
     let rx = stderr_lines(child);
+    let mut before = Vec::new();
     loop {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("the start-up line within 20 s");
         if line.contains("Listening on sockets:") {
-            return (line, rx);
+            return (line, before, rx);
         }
+        before.push(line);
     }
 }
 
