@@ -181,7 +181,12 @@ impl AccessLog {
     /// Warns of the first failed write of a run of them.
     fn note(&self, written: io::Result<()>) {
         match written {
-            Ok(()) => self.failing.store(false, Ordering::Relaxed),
+            // Loaded first: a store on every line would bounce the flag's cache line
+            // between the cores of every worker.
+            Ok(()) if self.failing.load(Ordering::Relaxed) => {
+                self.failing.store(false, Ordering::Relaxed);
+            }
+            Ok(()) => {}
             Err(e) if !self.failing.swap(true, Ordering::Relaxed) => {
                 log::warn!("cannot write the access log: {e}");
             }

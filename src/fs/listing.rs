@@ -158,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_right_aligned_and_exact_on_hover() {
+    fn size_cells_are_of_the_right_aligned_class_with_the_exact_size_on_hover() {
         let html = rendered(b"a.txt", false);
         assert!(
             html.contains("<td class=\"size\" title=\"5 bytes\">5</td>"),
