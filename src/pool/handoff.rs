@@ -32,8 +32,10 @@ use super::sync::{MutexGuard, Ordering};
 pub(crate) trait Source {
     /// What is taken.
     type Item;
-    /// Waits up to `timeout` for a ready item and takes it.
-    fn take(&self, timeout: Duration) -> Option<Self::Item>;
+    /// Waits up to `timeout` for a ready item and takes it; `batch` says others found ready
+    /// meanwhile may be kept for the next takes (the application is fast: this worker will
+    /// be back for them soon).
+    fn take(&self, timeout: Duration, batch: bool) -> Option<Self::Item>;
 }
 
 /// Where a worker is in the hand-off.
@@ -352,7 +354,7 @@ impl Handoff {
     /// worker to leave the idle set hands its place on at once (hurries the watch) when it
     /// will likely be away long (a slow application) and a core is free for another.
     fn wait<S: Source>(&self, role: &mut Role, seated: bool, source: &S) -> Option<S::Item> {
-        let item = source.take(self.tick)?;
+        let item = source.take(self.tick, !self.holds_long())?;
         let before = Counts(self.counts.fetch_add(Counts::TAKE, Ordering::SeqCst));
         self.stopped_waiting(before);
         let last = before.waiting() == 1;

@@ -32,7 +32,7 @@ impl Queue {
 impl Source for Queue {
     type Item = u32;
 
-    fn take(&self, timeout: Duration) -> Option<u32> {
+    fn take(&self, timeout: Duration, _batch: bool) -> Option<u32> {
         let items = self.items.lock().unwrap();
         let (mut items, _) = (self.arrived)
             .wait_timeout_while(items, timeout, |items| items.is_empty())

@@ -276,7 +276,15 @@ impl IdleSet {
     /// Waits up to `timeout` for a parked connection with input and takes it; the flag says
     /// the peer has closed its side (its last bytes may still be buffered). Takes from the
     /// ready list first; waits in `epoll_wait` only when it is empty.
+    #[cfg(test)]
     pub(crate) fn take_ready(&self, timeout: Duration) -> Option<(Connection, bool)> {
+        self.take_up_to(timeout, BATCH)
+    }
+
+    /// [`IdleSet::take_ready`], with `epoll_wait` reporting at most `most` connections: one
+    /// while the application is slow, when each needs a worker of its own and the kernel
+    /// wakes one waiting worker per connection without the ready list's eventfd.
+    fn take_up_to(&self, timeout: Duration, most: usize) -> Option<(Connection, bool)> {
         let timeout = Timespec::try_from(timeout).ok()?;
         {
             let mut table = self.lock();
@@ -286,7 +294,11 @@ impl IdleSet {
             table.sleepers += 1;
         }
         let mut events = [MaybeUninit::<epoll::Event>::uninit(); BATCH];
-        let reported = epoll::wait(&self.epoll, &mut events, Some(&timeout));
+        let reported = epoll::wait(
+            &self.epoll,
+            &mut events[..most.clamp(1, BATCH)],
+            Some(&timeout),
+        );
         let mut table = self.lock();
         table.sleepers -= 1;
         for event in reported.map(|(ready, _)| &*ready).unwrap_or_default() {
@@ -501,8 +513,8 @@ fn gauge_of(fresh: bool) -> Gauge {
 impl Source for IdleSet {
     type Item = (Connection, bool);
 
-    fn take(&self, timeout: Duration) -> Option<Self::Item> {
-        self.take_ready(timeout)
+    fn take(&self, timeout: Duration, batch: bool) -> Option<Self::Item> {
+        self.take_up_to(timeout, if batch { BATCH } else { 1 })
     }
 }
 

@@ -43,7 +43,7 @@ impl Queue {
 impl Source for Queue {
     type Item = u32;
 
-    fn take(&self, _timeout: Duration) -> Option<u32> {
+    fn take(&self, _timeout: Duration, _batch: bool) -> Option<u32> {
         let mut items = self.items.lock().unwrap();
         loop {
             if let Some(item) = items.pop_front() {
