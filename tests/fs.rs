@@ -189,13 +189,18 @@ fn a_slow_reader_of_a_large_file_holds_no_worker_and_gets_all_of_it() {
     assert!(resp.body == big_content(), "every byte, in order");
 }
 
+/// The `ETag` and `Last-Modified` a GET of `path` answers.
+fn validators_of(server: &TestServer, path: &str) -> (String, String) {
+    let first = fetch(server, path);
+    let etag = first.header("etag").unwrap().to_string();
+    (etag, first.header("last-modified").unwrap().to_string())
+}
+
 #[test]
 fn conditional_requests_get_304_when_the_copy_is_current() {
     let tree = Tree::new();
     let server = tree.serve(false);
-    let first = fetch(&server, "/small.txt");
-    let etag = first.header("etag").unwrap().to_string();
-    let modified = first.header("last-modified").unwrap().to_string();
+    let (etag, modified) = validators_of(&server, "/small.txt");
     let table = [
         (format!("If-None-Match: {etag}\r\n"), 304),
         (format!("If-None-Match: \"other\", {etag}\r\n"), 304),
@@ -227,9 +232,7 @@ fn conditional_requests_get_304_when_the_copy_is_current() {
 fn failed_preconditions_get_412() {
     let tree = Tree::new();
     let server = tree.serve(false);
-    let first = fetch(&server, "/small.txt");
-    let etag = first.header("etag").unwrap().to_string();
-    let modified = first.header("last-modified").unwrap().to_string();
+    let (etag, modified) = validators_of(&server, "/small.txt");
     let table = [
         (format!("If-Match: {etag}\r\n"), 200),
         ("If-Match: *\r\n".to_string(), 200),

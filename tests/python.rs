@@ -442,17 +442,20 @@ fn served_text(server: &Running) -> String {
     resp.text()
 }
 
+/// The arguments that run `venv_only:app`, importable only from the test virtualenvs.
+const VENV_ONLY_APP: [&str; 5] = [
+    "--app",
+    "venv_only:app",
+    "--bind",
+    "127.0.0.1:0",
+    "--no-signals",
+];
+
 #[test]
 fn the_binary_imports_from_the_virtualenv_given_or_activated() {
     let venv = virtualenv("venv");
     let dir = venv.to_str().unwrap();
-    let args = [
-        "--app",
-        "venv_only:app",
-        "--bind",
-        "127.0.0.1:0",
-        "--no-signals",
-    ];
+    let args = VENV_ONLY_APP;
     let elsewhere = run_to_end(&args);
     let stderr = String::from_utf8_lossy(&elsewhere.stderr);
     assert!(!elsewhere.status.success());
@@ -474,13 +477,7 @@ fn python_line(server: &Running) -> &str {
 fn the_binary_logs_which_python_and_virtualenv_run_the_application() {
     let venv = virtualenv("venv-log");
     let dir = venv.to_str().unwrap();
-    let args = [
-        "--app",
-        "venv_only:app",
-        "--bind",
-        "127.0.0.1:0",
-        "--no-signals",
-    ];
+    let args = VENV_ONLY_APP;
     let given = Running::start(&[&["--virtualenv", dir][..], &args].concat());
     let line = python_line(&given);
     let version = Command::new(env!("SKYROCKET_PYTHON"))
