@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use crate::access_log::{AccessLogDestination, AccessLogFormat};
 use crate::app::Application;
 use crate::config::{Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED};
+use crate::systemd::{self, Notifier, PassedSocket};
 
 /// Rocket's options as flags.
 #[derive(Debug, Parser)]
@@ -68,6 +69,10 @@ pub(crate) struct Cli {
     /// Most header fields in a request head (more: 431).
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_headers: usize,
+    /// Set SO_REUSEPORT on the bound sockets, so that several independent servers can share
+    /// a port (the kernel spreads connections between them).
+    #[arg(long)]
+    pub reuse_port: bool,
     /// Leave SIGTERM, SIGINT, SIGHUP and SIGUSR1 alone.
     #[arg(long)]
     pub no_signals: bool,
@@ -148,6 +153,7 @@ impl Cli {
             .max_queued(self.max_queued)
             .max_headers(self.max_headers)
             .handle_signals(!self.no_signals)
+            .reuse_port(self.reuse_port)
             .access_log(self.access_log_destination())
             .access_log_format(match self.access_log_format {
                 FormatArg::Common => AccessLogFormat::Common,
@@ -178,9 +184,59 @@ impl Cli {
     }
 }
 
+/// What systemd handed this process: listening sockets and where to send notifications.
+struct FromSystemd {
+    /// Sockets of socket activation (none without it).
+    sockets: Vec<PassedSocket>,
+    /// `NOTIFY_SOCKET`'s notifier, if set.
+    notifier: Option<Notifier>,
+}
+
+impl FromSystemd {
+    /// Takes them from the environment (and removes its variables) while the process has one
+    /// thread: before the application (Python) starts any.
+    fn take() -> Result<FromSystemd, String> {
+        let sockets = systemd::take_listen_fds().map_err(|e| e.to_string())?;
+        let notifier = Notifier::take_from_env()?;
+        Ok(FromSystemd { sockets, notifier })
+    }
+
+    /// Serves the passed sockets instead of the `--bind` addresses, and notifies systemd.
+    fn apply(self, mut builder: ConfigBuilder, bind: &[String]) -> ConfigBuilder {
+        if !self.sockets.is_empty() {
+            let names: Vec<String> = (self.sockets.iter())
+                .map(|p| format!("{} ({})", p.name, describe(&p.socket)))
+                .collect();
+            let ignored = match bind.is_empty() {
+                true => "",
+                false => "; --bind ignored",
+            };
+            log::info!("socket activation: serving {}{ignored}", names.join(", "));
+        }
+        for passed in self.sockets {
+            builder = builder.listener(passed.socket);
+        }
+        match self.notifier {
+            Some(notifier) => builder.notifier(notifier),
+            None => builder,
+        }
+    }
+}
+
+/// A passed socket for the log: its address.
+fn describe(socket: &std::net::TcpListener) -> String {
+    socket
+        .local_addr()
+        .map_or_else(|e| e.to_string(), |a| a.to_string())
+}
+
 /// Parses the command line, serves `app` (or the demo page) and returns the exit status.
 pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> ExitCode {
     init_logging();
+    let from_systemd = match FromSystemd::take() {
+        Ok(from_systemd) => from_systemd,
+        Err(e) => return fail(&e),
+    };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
@@ -192,6 +248,7 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
         Ok(builder) => app.map_or(builder.clone(), |with_app| with_app(builder)),
         Err(e) => return fail(&e),
     };
+    let builder = from_systemd.apply(builder, &cli.bind);
     let config = match builder.build() {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),

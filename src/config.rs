@@ -1,7 +1,7 @@
 //! Rocket's configuration: a builder with documented defaults, validated once at build time.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +10,7 @@ use crate::access_log::{AccessLog, AccessLogDestination, AccessLogFormat};
 use crate::app::Application;
 use crate::fs::FileServer;
 use crate::http::Limits;
+use crate::systemd::Notifier;
 
 /// The address used when no interface is given, as Rocket's default.
 pub const DEFAULT_INTERFACE: &str = "127.0.0.1:8000";
@@ -60,6 +61,13 @@ impl fmt::Debug for Method {
 pub struct Config {
     /// Where to listen; several interfaces, IPv4 and IPv6, are allowed.
     pub(crate) interfaces: Vec<Interface>,
+    /// Sockets already listening (systemd's socket activation), served instead of binding
+    /// `interfaces`; shared, since each server takes duplicates.
+    pub(crate) listeners: Vec<Arc<TcpListener>>,
+    /// Whether bound sockets set `SO_REUSEPORT`, so that independent servers share a port.
+    pub(crate) reuse_port: bool,
+    /// Tells systemd about start-up, restarts and stops (`NOTIFY_SOCKET`).
+    pub(crate) notifier: Option<Notifier>,
     /// What to serve.
     pub(crate) method: Method,
     /// Workers kept even when idle (always > 0).
@@ -105,6 +113,12 @@ impl Config {
 pub struct ConfigBuilder {
     /// Addresses as given, parsed at build time so errors name the text.
     interfaces: Vec<String>,
+    /// See [`Config::listeners`].
+    listeners: Vec<Arc<TcpListener>>,
+    /// See [`Config::reuse_port`].
+    reuse_port: bool,
+    /// See [`Config::notifier`].
+    notifier: Option<Notifier>,
     /// The application, if one was given; `None` serves the demo page.
     app: Option<Arc<dyn Application>>,
     /// The document root, for method `fs`.
@@ -143,6 +157,9 @@ impl Default for ConfigBuilder {
     fn default() -> Self {
         ConfigBuilder {
             interfaces: Vec::new(),
+            listeners: Vec::new(),
+            reuse_port: false,
+            notifier: None,
             app: None,
             document_root: None,
             display_index: false,
@@ -169,6 +186,28 @@ impl ConfigBuilder {
     /// does) (default: 127.0.0.1:8000).
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
         self.interfaces.push(addr.into());
+        self
+    }
+
+    /// Serves `socket`, already bound and listening (as systemd's socket activation passes
+    /// them), instead of binding the interfaces: once any is given, `bind` addresses are not
+    /// bound (default: none). The socket stays open until the configuration is dropped, so a
+    /// stopped server's clients wait in its backlog instead of being refused.
+    pub fn listener(mut self, socket: TcpListener) -> Self {
+        self.listeners.push(Arc::new(socket));
+        self
+    }
+
+    /// Sets `SO_REUSEPORT` on the bound sockets, so that several independent servers can
+    /// listen on one port and the kernel spreads connections between them (default off).
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// Sends systemd's state notifications through `notifier`.
+    pub(crate) fn notifier(mut self, notifier: Notifier) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -287,6 +326,9 @@ impl ConfigBuilder {
         let access_log = self.open_access_log()?;
         Ok(Config {
             interfaces,
+            listeners: self.listeners,
+            reuse_port: self.reuse_port,
+            notifier: self.notifier,
             method,
             min_threads: self.min_threads,
             max_threads: self.max_threads,

@@ -36,6 +36,7 @@ pub use app::{Application, Body, Chunks, Environ, Input, Reply};
 pub mod cli;
 mod config;
 mod standalone;
+mod systemd;
 pub use access_log::{AccessLogDestination, AccessLogFormat};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use standalone::{run, spawn, ServerHandle};

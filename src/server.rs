@@ -17,6 +17,7 @@ use crate::listener::{Backpressure, Listener, Pause};
 use crate::monitor::{Close, Handover, Monitor};
 use crate::pool::{IdleSet, Pool, Settings};
 use crate::stats::{Stats, StatusReport};
+use crate::systemd::State;
 use crate::worker::Worker;
 
 /// Bind the interfaces (if not yet bound) and start serving; answers the bound addresses.
@@ -57,6 +58,8 @@ pub enum ServerError {
     },
     /// The pool could not be set up (e.g. no file descriptors left).
     Io(io::Error),
+    /// A socket given already listening (socket activation) could not be used.
+    Listener(io::Error),
     /// The server actor is gone.
     Gone,
 }
@@ -66,6 +69,7 @@ impl fmt::Display for ServerError {
         match self {
             ServerError::Bind { addr, source } => write!(f, "cannot bind {addr}: {source}"),
             ServerError::Io(e) => write!(f, "cannot start the worker pool: {e}"),
+            ServerError::Listener(e) => write!(f, "cannot use a passed listening socket: {e}"),
             ServerError::Gone => f.write_str("the server has stopped"),
         }
     }
@@ -191,14 +195,28 @@ impl Server {
             .collect()
     }
 
+    /// Binds the interfaces, or takes duplicates of the sockets given already listening.
     fn bind_all(&mut self) -> Result<(), ServerError> {
-        if self.sockets.is_empty() {
-            let backlog = self.config.queue_size;
-            self.sockets = (self.config.interfaces.iter())
-                .map(|iface| bind(iface, backlog))
-                .collect::<Result<_, _>>()?;
+        if !self.sockets.is_empty() {
+            return Ok(());
         }
+        let config = &self.config;
+        self.sockets = match config.listeners.is_empty() {
+            true => (config.interfaces.iter())
+                .map(|iface| bind(iface, config.queue_size, config.reuse_port))
+                .collect::<Result<_, _>>()?,
+            false => (config.listeners.iter())
+                .map(|socket| adopt(socket))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(())
+    }
+
+    /// Tells systemd, if it asked (`NOTIFY_SOCKET`).
+    fn notify(&self, state: State) {
+        if let Some(notifier) = &self.config.notifier {
+            notifier.notify(state);
+        }
     }
 
     fn start_listeners(&self, generation: &Generation) -> Vec<Addr<Listener>> {
@@ -244,7 +262,14 @@ impl Server {
     }
 }
 
-fn bind(iface: &Interface, backlog: u32) -> Result<TcpListener, ServerError> {
+/// A non-blocking duplicate of a socket given already listening.
+fn adopt(socket: &TcpListener) -> Result<TcpListener, ServerError> {
+    let dup = socket.try_clone().map_err(ServerError::Listener)?;
+    dup.set_nonblocking(true).map_err(ServerError::Listener)?;
+    Ok(dup)
+}
+
+fn bind(iface: &Interface, backlog: u32, reuse_port: bool) -> Result<TcpListener, ServerError> {
     let addr = iface.addr;
     let fail = |source| ServerError::Bind { addr, source };
     let socket =
@@ -253,6 +278,9 @@ fn bind(iface: &Interface, backlog: u32) -> Result<TcpListener, ServerError> {
         socket.set_only_v6(true).map_err(fail)?;
     }
     socket.set_reuse_address(true).map_err(fail)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     socket.bind(&addr.into()).map_err(fail)?;
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
     socket.listen(backlog).map_err(fail)?;
@@ -285,7 +313,9 @@ impl actix::Handler<Start> for Server {
     type Result = Result<Vec<SocketAddr>, ServerError>;
 
     fn handle(&mut self, _: Start, _ctx: &mut Self::Context) -> Self::Result {
-        self.start()
+        let started = self.start()?;
+        self.notify(State::Ready);
+        Ok(started)
     }
 }
 
@@ -294,6 +324,7 @@ impl actix::Handler<Stop> for Server {
 
     fn handle(&mut self, msg: Stop, _ctx: &mut Self::Context) -> Self::Result {
         log::info!("stopping (graceful: {})", msg.graceful);
+        self.notify(State::Stopping);
         let running = self.running.take();
         if let Some(running) = &running {
             // Responses from now on say `Connection: close`, even before the drain begins.
@@ -323,6 +354,7 @@ impl actix::Handler<Restart> for Server {
 
     fn handle(&mut self, _: Restart, _ctx: &mut Self::Context) -> Self::Result {
         log::info!("restarting");
+        self.notify(State::Reloading);
         self.reopen_access_log();
         let old = self.running.take();
         let started = self.start().map(|_| ());
@@ -337,10 +369,15 @@ impl actix::Handler<Restart> for Server {
                 }
             }
         };
-        AtomicResponse::new(Box::pin(retiring.into_actor(self).map(move |(), _, _| {
-            log::info!("restarted");
-            started
-        })))
+        AtomicResponse::new(Box::pin(retiring.into_actor(self).map(
+            move |(), server, _| {
+                log::info!("restarted");
+                if started.is_ok() {
+                    server.notify(State::Ready);
+                }
+                started
+            },
+        )))
     }
 }
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::thread;
 
 use common::client::{get, Conn};
-use common::process::{run_to_end, Running};
+use common::process::{run_to_end, socket_activated, Running};
 use common::TestServer;
 use skyrocket::python::PythonApp;
 use skyrocket::Config;
@@ -525,4 +525,22 @@ fn the_applications_exit_functions_run_when_the_binary_stops() {
     let written = fs::read_to_string(&marker).expect("the exit function wrote its file");
     assert_eq!(written, "exit functions ran");
     let _ = fs::remove_file(Path::new(&marker));
+}
+
+#[test]
+fn subprocesses_inherit_neither_the_systemd_variables_nor_the_passed_socket() {
+    let passed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let apps = apps_dir();
+    // Signals stay on: their watcher holds the Server, whose configuration holds fd 3.
+    let args = [
+        "--app",
+        "wsgi_apps:systemd_env",
+        "--pythonpath",
+        apps.to_str().unwrap(),
+    ];
+    let mut command = socket_activated(std::os::fd::AsRawFd::as_raw_fd(&passed), "web", &args);
+    command.env("NOTIFY_SOCKET", "@skyrocket-test-unheard");
+    let server = Running::from_command(command);
+    assert_eq!(server.addrs, [passed.local_addr().unwrap()]);
+    assert_eq!(served_text(&server), "");
 }

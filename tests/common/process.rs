@@ -3,12 +3,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 /// The binary under test.
-const BIN: &str = env!("CARGO_BIN_EXE_skyrocket");
+pub const BIN: &str = env!("CARGO_BIN_EXE_skyrocket");
 
 /// A running binary, killed and reaped on drop.
 pub struct Running {
@@ -55,12 +57,19 @@ impl Running {
             true => Stdio::piped(),
             false => Stdio::null(),
         };
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .env("RUST_LOG", rust_log)
             .envs(envs.iter().copied())
+            .stdout(stdout);
+        Running::from_command(command)
+    }
+
+    /// Starts `command` (stdin null, stderr piped) and waits for its start-up line.
+    pub fn from_command(mut command: Command) -> Running {
+        let mut child = command
             .stdin(Stdio::null())
-            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start skyrocket");
@@ -168,10 +177,44 @@ fn listening_line(child: &mut Child) -> (String, Vec<String>, mpsc::Receiver<Str
     }
 }
 
+/// The binary with `args`, run as systemd's socket activation does: `fd` becomes fd 3,
+/// `LISTEN_FDS=1`, `LISTEN_FDNAMES=name`, and `LISTEN_PID` the binary's pid (a shell sets it
+/// to its own pid, `$$`, then execs the binary in its place, keeping fd 3).
+pub fn socket_activated(fd: RawFd, name: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", r#"LISTEN_PID=$$ exec "$0" "$@""#, BIN])
+        .args(args)
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_FDNAMES", name)
+        .stdout(Stdio::null());
+    // SAFETY: between fork and exec the hook only calls dup2 and fcntl, which are
+    // async-signal-safe, on a descriptor the parent keeps open.
+    unsafe {
+        command.pre_exec(move || {
+            let done = match fd {
+                3 => libc::fcntl(3, libc::F_SETFD, 0),
+                _ => libc::dup2(fd, 3),
+            };
+            match done {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            }
+        });
+    }
+    command
+}
+
 /// Runs the binary with `args` until it exits on its own (within 20 s).
 pub fn run_to_end(args: &[&str]) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
+    let mut command = Command::new(BIN);
+    command.args(args);
+    run_command_to_end(command)
+}
+
+/// Runs `command` until it exits on its own (within 20 s).
+pub fn run_command_to_end(mut command: Command) -> Output {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -80,6 +80,16 @@ def environ_keys(environ, start_response):
     return [('%s=%r\n' % (k, environ.get(k))).encode('latin-1') for k in keys]
 
 
+def systemd_env(environ, start_response):
+    """What subprocesses would inherit of systemd's hand-over: its variables, the socket."""
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    names = ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'NOTIFY_SOCKET']
+    inherited = [n for n in names if n in os.environ]
+    if os.get_inheritable(3):
+        inherited.append('fd 3')
+    return [' '.join(inherited).encode()]
+
+
 def faithful(environ, start_response):
     """The keys that follow the request-target, Host and Cookie (in ASCII), PATH_INFO's bytes
     in hex; a header value given with whitespace around it."""

@@ -1,0 +1,179 @@
+//! systemd integration: the listening sockets of socket activation (`LISTEN_FDS`,
+//! `LISTEN_PID`, `LISTEN_FDNAMES`, see sd_listen_fds(3)) and the service manager's state
+//! notifications (`NOTIFY_SOCKET`, see sd_notify(3)).
+//!
+//! Both are taken from the environment once, at the start of the process while it has one
+//! thread, and the variables are removed so that the application's subprocesses do not
+//! inherit them.
+
+use std::env;
+use std::fmt;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+use socket2::{Domain, Socket, Type};
+
+/// The variables of socket activation.
+const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+
+/// Where the service manager listens for state changes.
+const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+
+/// A listening socket passed by the service manager.
+#[derive(Debug)]
+pub(crate) struct PassedSocket {
+    /// The socket: a listening TCP stream socket, non-blocking and close-on-exec.
+    pub(crate) socket: TcpListener,
+    /// Its name from `LISTEN_FDNAMES` (`FileDescriptorName=`), for the log.
+    pub(crate) name: String,
+}
+
+/// Why a passed descriptor cannot be served.
+#[derive(Debug)]
+pub(crate) struct ActivationError {
+    /// The descriptor, if the fault is one descriptor's.
+    fd: Option<RawFd>,
+    /// What is wrong.
+    why: String,
+}
+
+impl fmt::Display for ActivationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.fd {
+            Some(fd) => write!(f, "socket activation: fd {fd}: {}", self.why),
+            None => write!(f, "socket activation: {}", self.why),
+        }
+    }
+}
+
+/// The sockets systemd passed to this process (none if `LISTEN_PID` is not our pid), each
+/// checked to be a listening TCP socket; the `LISTEN_*` variables are removed.
+///
+/// Must be called while the process has a single thread (it changes the environment).
+pub(crate) fn take_listen_fds() -> Result<Vec<PassedSocket>, ActivationError> {
+    let passed = sd_notify::listen_fds_with_names();
+    for var in LISTEN_VARS {
+        env::remove_var(var);
+    }
+    let passed = passed.map_err(|e| ActivationError {
+        fd: None,
+        why: e.to_string(),
+    })?;
+    passed
+        .map(|(fd, name)| {
+            let fail = |why: String| ActivationError { fd: Some(fd), why };
+            check_fd(fd)
+                .map(|socket| PassedSocket { socket, name })
+                .map_err(fail)
+        })
+        .collect()
+}
+
+/// Takes `fd` (made close-on-exec by `listen_fds_with_names`) if it is a listening TCP
+/// socket.
+fn check_fd(fd: RawFd) -> Result<TcpListener, String> {
+    rustix::io::fcntl_getfd(
+        // SAFETY: the borrow lasts for this call only; an fd that is not open gives EBADF.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+    )
+    .map_err(|e| format!("not open: {e}"))?;
+    // SAFETY: the fd is open, and by the protocol it is this process's to own; nothing else
+    // takes it, since the LISTEN_* variables are removed before it is taken.
+    let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let not_socket = |e: io::Error| format!("not a socket: {e}");
+    let domain = socket.domain().map_err(not_socket)?;
+    let kind = socket.r#type().map_err(not_socket)?;
+    if !(domain == Domain::IPV4 || domain == Domain::IPV6) || kind != Type::STREAM {
+        return Err("not a TCP stream socket (ListenStream=IP:PORT is needed)".into());
+    }
+    if !socket.is_listener().map_err(not_socket)? {
+        return Err("not a listening socket".into());
+    }
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot make it non-blocking: {e}"))?;
+    Ok(socket.into())
+}
+
+/// Sends state changes to the service manager, when `NOTIFY_SOCKET` was set.
+#[derive(Debug, Clone)]
+pub(crate) struct Notifier {
+    /// The service manager's datagram socket (a path, or an abstract name for `@…`).
+    addr: SocketAddr,
+}
+
+/// A state change the service manager is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Listening and serving (after start-up, and after a restart).
+    Ready,
+    /// A restart began.
+    Reloading,
+    /// A stop began.
+    Stopping,
+}
+
+impl Notifier {
+    /// The notifier `NOTIFY_SOCKET` names, if set; the variable is removed.
+    ///
+    /// Must be called while the process has a single thread (it changes the environment).
+    pub(crate) fn take_from_env() -> Result<Option<Notifier>, String> {
+        let Some(text) = env::var_os(NOTIFY_SOCKET) else {
+            return Ok(None);
+        };
+        env::remove_var(NOTIFY_SOCKET);
+        let bytes = text.as_encoded_bytes();
+        let addr = match bytes.strip_prefix(b"@") {
+            Some(name) => SocketAddr::from_abstract_name(name),
+            None => SocketAddr::from_pathname(&text),
+        };
+        addr.map(|addr| Some(Notifier { addr }))
+            .map_err(|e| format!("NOTIFY_SOCKET {}: {e}", text.display()))
+    }
+
+    /// Tells the service manager; a failure is logged (serving goes on without it).
+    pub(crate) fn notify(&self, state: State) {
+        if let Err(e) = self.send(&message(state)) {
+            log::warn!("cannot notify the service manager ({state:?}): {e}");
+        }
+    }
+
+    fn send(&self, message: &str) -> io::Result<()> {
+        let socket = UnixDatagram::unbound()?;
+        socket.send_to_addr(message.as_bytes(), &self.addr)?;
+        Ok(())
+    }
+}
+
+/// The datagram for `state`; a reload carries the time it began, as systemd 253 wants.
+fn message(state: State) -> String {
+    match state {
+        State::Ready => "READY=1\n".into(),
+        State::Reloading => {
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+            format!("RELOADING=1\nMONOTONIC_USEC={usec}\n")
+        }
+        State::Stopping => "STOPPING=1\n".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_follow_sd_notify() {
+        assert_eq!(message(State::Ready), "READY=1\n");
+        assert_eq!(message(State::Stopping), "STOPPING=1\n");
+        let reloading = message(State::Reloading);
+        let usec = reloading
+            .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")
+            .and_then(|rest| rest.strip_suffix('\n'))
+            .expect(&reloading);
+        assert!(usec.parse::<u64>().unwrap() > 0, "{reloading}");
+    }
+}
