@@ -15,12 +15,17 @@ use crate::stats::StatusReport;
 /// called with the bound addresses once it accepts connections.
 pub fn run(config: Config, on_ready: impl FnOnce(&[SocketAddr])) -> Result<(), ServerError> {
     let system = actix::System::new();
-    let addrs = system.block_on(async {
+    let (server, addrs) = system.block_on(async {
         let server = Server::new(config).exit_on_stop().start();
-        server.send(Start).await.map_err(|_| ServerError::Gone)?
+        let addrs = server.send(Start).await.map_err(|_| ServerError::Gone)?;
+        addrs.map(|addrs| (server, addrs))
     })?;
     on_ready(&addrs);
-    system.run().map_err(|_| ServerError::Gone)
+    let ran = system.run().map_err(|_| ServerError::Gone);
+    // Held until here: the last address of an actor stops it, and the Server (with the
+    // sockets it owns) must live while the system runs, signals handled or not.
+    drop(server);
+    ran
 }
 
 /// Starts the server on a thread of its own; the handle controls it and stops it when dropped.

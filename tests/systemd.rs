@@ -37,6 +37,21 @@ fn serves_the_socket_systemd_passes_instead_of_binding_and_keeps_it_across_resta
 }
 
 #[test]
+fn without_signal_handling_the_server_keeps_the_passed_socket_open() {
+    let passed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let args = ["--no-signals"];
+    let server = Running::from_command(socket_activated(passed.as_raw_fd(), "web", &args));
+    let resp = Conn::new(common::connect(server.addrs[0])).request(&get("/"));
+    assert_eq!(resp.status, 200);
+    let fd = format!("/proc/{}/fd/3", server.child.id());
+    let target = std::fs::read_link(&fd).expect("fd 3 still open");
+    assert!(
+        target.to_string_lossy().starts_with("socket:"),
+        "{target:?}"
+    );
+}
+
+#[test]
 fn a_passed_descriptor_that_is_not_a_listening_socket_is_refused() {
     let domain = socket2::Domain::IPV4;
     let unlistened = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
