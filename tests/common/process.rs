@@ -225,7 +225,14 @@ pub fn run_command_to_end(mut command: Command) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    rx.recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("skyrocket (pid {pid}) should exit on its own"))
-        .expect("output")
+    let output = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| {
+            // Killed, so that a failing test leaves no server behind.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("skyrocket (pid {pid}) should exit on its own")
+        });
+    output.expect("output")
 }
