@@ -16,7 +16,7 @@ use crate::http::{error_response, parse_head, BodyFraming, ProtocolError, Reques
 use crate::pool::Settings;
 
 use super::body::{BodyFault, BodyReader};
-use super::respond::{write_reply, Plan};
+use super::respond::{write_reply, Plan, Sent};
 
 /// The most unread request body discarded to keep a connection open; past it, it closes.
 const DISCARD_LIMIT: u64 = 256 * 1024;
@@ -354,16 +354,7 @@ impl Session<'_> {
             keep_alive: wants_keep_alive && body_clean && !draining,
             server: &self.settings.server_name,
         };
-        // Requests already read after this one: its response waits to leave with theirs.
-        self.socket.hold(!self.buf.is_empty());
-        let (socket, out) = (&mut self.socket, &mut self.bufs.out);
-        let sent = catch_unwind(AssertUnwindSafe(|| write_reply(socket, out, reply, &plan)))
-            .unwrap_or_else(|_| {
-                log::warn!("a response body panicked while sent or dropped; resetting");
-                Err(std::io::Error::other("response body panicked"))
-            });
-        self.settings.stats.request_served();
-        let sent = match sent {
+        let sent = match self.send_reply(reply, &plan) {
             Ok(sent) => sent,
             Err(e) if self.file_ended(&e) => return After::Close,
             Err(_) => return After::Abort,
@@ -374,6 +365,26 @@ impl Session<'_> {
             status: sent.status.as_u16(),
             bytes: sent.body_bytes,
         });
+        self.after_sent(&sent)
+    }
+
+    /// Writes the response (a panic in its body is an error); requests already read after
+    /// this one make it wait to leave with theirs.
+    fn send_reply(&mut self, reply: Reply, plan: &Plan<'_>) -> std::io::Result<Sent> {
+        self.socket.hold(!self.buf.is_empty());
+        let (socket, out) = (&mut self.socket, &mut self.bufs.out);
+        let sent = catch_unwind(AssertUnwindSafe(|| write_reply(socket, out, reply, plan)))
+            .unwrap_or_else(|_| {
+                log::warn!("a response body panicked while sent or dropped; resetting");
+                Err(std::io::Error::other("response body panicked"))
+            });
+        self.settings.stats.request_served();
+        sent
+    }
+
+    /// What follows a sent response: the held batch goes out unless more of it follows, and
+    /// the connection waits to send the rest, serves the next request, or closes.
+    fn after_sent(&mut self, sent: &Sent) -> After {
         let batch_goes_on = sent.keep_alive && !self.buf.is_empty();
         if !batch_goes_on && self.socket.release(false).is_err() {
             return After::Abort;
