@@ -25,7 +25,8 @@ const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 /// A listening socket passed by the service manager.
 #[derive(Debug)]
 pub(crate) struct PassedSocket {
-    /// The socket: a listening TCP stream socket, non-blocking and close-on-exec.
+    /// The socket: a listening TCP stream socket, close-on-exec (the server makes the
+    /// sockets it serves non-blocking).
     pub(crate) socket: TcpListener,
     /// Its name from `LISTEN_FDNAMES` (`FileDescriptorName=`), for the log.
     pub(crate) name: String,
@@ -92,9 +93,6 @@ fn check_fd(fd: RawFd) -> Result<TcpListener, String> {
     if !socket.is_listener().map_err(not_socket)? {
         return Err("not a listening socket".into());
     }
-    socket
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot make it non-blocking: {e}"))?;
     Ok(socket.into())
 }
 

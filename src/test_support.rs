@@ -111,8 +111,8 @@ pub(crate) fn take(set: &IdleSet, timeout: Duration) -> Option<Connection> {
 }
 
 /// The environ of the request `raw` (a complete, valid head) from 10.1.2.3:5555.
-pub(crate) fn environ(raw: &str) -> Environ {
-    let mut buf = bytes::BytesMut::from(raw);
+pub(crate) fn environ(raw: impl AsRef<[u8]>) -> Environ {
+    let mut buf = bytes::BytesMut::from(raw.as_ref());
     let limits = crate::http::Limits::default();
     let head = crate::http::parse_head(&mut buf, &limits)
         .expect("a valid head")

@@ -288,16 +288,7 @@ fn http_key(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{parse_head, Limits};
-    use bytes::BytesMut;
-
-    fn environ(raw: impl AsRef<[u8]>) -> Environ {
-        let mut buf = BytesMut::from(raw.as_ref());
-        let head = parse_head(&mut buf, &Limits::default()).unwrap().unwrap();
-        let local = "127.0.0.1:8000".parse().unwrap();
-        let peer = "10.1.2.3:5555".parse().unwrap();
-        Environ::new(head, local, peer, "http")
-    }
+    use crate::test_support::environ;
 
     #[test]
     fn cgi_variables() {

@@ -695,7 +695,7 @@ pub(super) fn is_tchar(byte: u8) -> bool {
 }
 
 /// Whether `bytes` is a non-empty token (RFC 9110 §5.6.2).
-fn is_token(bytes: &[u8]) -> bool {
+pub(super) fn is_token(bytes: &[u8]) -> bool {
     !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
 }
 

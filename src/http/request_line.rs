@@ -5,7 +5,7 @@
 //! what the line says (any version, any target) and strict about what may reach a log line:
 //! three fields of visible ASCII, the method a token, or nothing.
 
-use super::head::is_tchar;
+use super::head::is_token;
 
 /// The three fields of a request line, as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +29,7 @@ pub fn request_line(buf: &[u8]) -> Option<RequestLine<'_>> {
     let mut fields = line.split(|&b| b == b' ');
     let (method, target, version) = (fields.next()?, fields.next()?, fields.next()?);
     let visible = |field: &[u8]| !field.is_empty() && field.iter().all(u8::is_ascii_graphic);
-    let token = !method.is_empty() && method.iter().all(|&b| is_tchar(b));
-    if fields.next().is_some() || !token || !visible(target) || !visible(version) {
+    if fields.next().is_some() || !is_token(method) || !visible(target) || !visible(version) {
         return None;
     }
     Some(RequestLine {
