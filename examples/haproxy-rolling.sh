@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Two skyrocket instances behind HAProxy (Debian's 2.6). wrk loads HAProxy while one instance
-# and then the other is restarted (SIGTERM: a graceful drain, then a fresh start on the same
-# port). The check: wrk reports no failed request and no non-2xx answer.
+# Two skyrocket instances behind HAProxy (Debian's 2.6), which speaks the PROXY protocol v2 to
+# them (`send-proxy-v2`, health checks too). First check: a client on 127.0.0.2 is who the
+# application sees (REMOTE_ADDR). Then wrk loads HAProxy while one instance and then the other
+# is restarted (SIGTERM: a graceful drain, then a fresh start on the same port). The check: wrk
+# reports no failed request and no non-2xx answer.
 #
 # Usage: examples/haproxy-rolling.sh [SECONDS_PER_PHASE]   (default 4)
 # Needs curl, wrk and haproxy (installed with apt-get if missing).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=examples/lib.sh
+source examples/lib.sh
 PHASE=${1:-4}
 for tool in haproxy wrk curl; do
     command -v "$tool" >/dev/null || apt-get install -y "$tool" >/dev/null
@@ -25,30 +29,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A free TCP port on 127.0.0.1 (the kernel's pick, released at once).
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits until $1 answers 200 on /hello.
-await_up() {
-    for _ in $(seq 100); do
-        [ "$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$1/hello")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "no answer from $1" >&2
-    return 1
-}
-
 # Starts instance $1 (a name) on port $2, in the background; PIDS[$1] is its pid.
 start_instance() {
-    "$BIN" --bind "127.0.0.1:$2" --shutdown-timeout 5 2>>"$TMP/$1.log" &
+    "$BIN" --bind "127.0.0.1:$2" --shutdown-timeout 5 \
+        --proxy-protocol auto --proxy-allow-from 127.0.0.1 2>>"$TMP/$1.log" &
     PIDS[$1]=$!
 }
 
-# Waits until instance $1 answers on port $2.
+# Waits until instance $1 answers on port $2 (asked with a PROXY v1 header, as it wants one).
 await_instance() {
-    await_up "http://127.0.0.1:$2" || { cat "$TMP/$1.log" >&2; return 1; }
+    await_up "http://127.0.0.1:$2" --haproxy-protocol || { cat "$TMP/$1.log" >&2; return 1; }
 }
 
 # Restarts instance $1 on port $2: a graceful stop (SIGTERM), then a new process.
@@ -86,12 +76,24 @@ backend skyrocket
     balance roundrobin
     option httpchk GET /hello
     http-check send hdr Host localhost
-    server a 127.0.0.1:$PORT_A check inter 200ms fall 1 rise 1
-    server b 127.0.0.1:$PORT_B check inter 200ms fall 1 rise 1
+    default-server send-proxy-v2 check-send-proxy check inter 200ms fall 1 rise 1
+    server a 127.0.0.1:$PORT_A
+    server b 127.0.0.1:$PORT_B
 EOF
 haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 &
 HAPROXY_PID=$!
 await_up "http://127.0.0.1:$PORT_LB"
+
+# Both instances see the client's own address (127.0.0.2), not HAProxy's.
+for _ in 1 2; do
+    seen=$(curl -s --max-time 2 --interface 127.0.0.2 "http://127.0.0.1:$PORT_LB/environ" |
+        grep '^REMOTE_ADDR=' || true)
+    if [ "$seen" != "REMOTE_ADDR=127.0.0.2" ]; then
+        echo "FAILED: the application saw ${seen:-no REMOTE_ADDR}, not 127.0.0.2" >&2
+        exit 1
+    fi
+done
+echo "OK: the application sees the client's address through HAProxy's PROXY v2 header"
 
 wrk -t1 -c32 -d"$((3 * PHASE))s" "http://127.0.0.1:$PORT_LB/hello" >"$TMP/wrk.txt" &
 WRK_PID=$!

@@ -9,7 +9,10 @@ use clap::{Parser, ValueEnum};
 
 use crate::access_log::{AccessLogDestination, AccessLogFormat};
 use crate::app::Application;
-use crate::config::{Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED};
+use crate::config::{
+    Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED, DEFAULT_PROXY_ALLOW_FROM,
+};
+use crate::http::ProxyProtocol;
 use crate::systemd::{self, Notifier, PassedSocket};
 
 /// Rocket's options as flags.
@@ -83,6 +86,30 @@ pub(crate) struct Cli {
     /// The fields of an access line.
     #[arg(long, value_enum, default_value_t = FormatArg::Common)]
     pub access_log_format: FormatArg,
+    /// Every connection begins with HAProxy's PROXY protocol header of this version (auto:
+    /// either), which gives the client's address; without a valid one it is closed.
+    #[arg(long, value_enum, value_name = "VERSION")]
+    pub proxy_protocol: Option<ProxyArg>,
+    /// Peers allowed to connect with --proxy-protocol: addresses and networks,
+    /// comma-separated (10.0.0.0/8,::1), or * (others are closed at once).
+    #[arg(long, value_name = "LIST", default_value = DEFAULT_PROXY_ALLOW_FROM)]
+    pub proxy_allow_from: String,
+    /// Peers whose Forwarded and X-Forwarded-For/-Proto/-Host headers are believed (as
+    /// --proxy-allow-from); other peers' requests lose those headers. Default: nobody's are
+    /// believed, and they are passed on as sent.
+    #[arg(long, value_name = "LIST")]
+    pub forwarded_allow_ips: Option<String>,
+}
+
+/// `--proxy-protocol`'s values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProxyArg {
+    /// The text header.
+    V1,
+    /// The binary header.
+    V2,
+    /// Either.
+    Auto,
 }
 
 /// `--access-log-format`'s values.
@@ -141,6 +168,22 @@ impl Cli {
         }
     }
 
+    /// `--proxy-protocol`, `--proxy-allow-from` and `--forwarded-allow-ips`.
+    fn proxy_options(&self, builder: ConfigBuilder) -> ConfigBuilder {
+        let mut builder = builder.proxy_allow_from(&self.proxy_allow_from);
+        if let Some(version) = self.proxy_protocol {
+            builder = builder.proxy_protocol(match version {
+                ProxyArg::V1 => ProxyProtocol::V1,
+                ProxyArg::V2 => ProxyProtocol::V2,
+                ProxyArg::Auto => ProxyProtocol::Auto,
+            });
+        }
+        match &self.forwarded_allow_ips {
+            Some(list) => builder.forwarded_allow_ips(list),
+            None => builder,
+        }
+    }
+
     /// The configuration builder these flags describe.
     pub fn builder(&self) -> Result<ConfigBuilder, String> {
         let mut builder = Config::builder()
@@ -162,6 +205,7 @@ impl Cli {
         if let Some(n) = self.queue_size {
             builder = builder.queue_size(n);
         }
+        builder = self.proxy_options(builder);
         if let Some(spec) = &self.app {
             builder = builder.app(python_app(
                 spec,

@@ -7,13 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access_log::{AccessLog, AccessLogDestination, AccessLogFormat};
+use crate::allow_list::AllowList;
 use crate::app::Application;
 use crate::fs::FileServer;
-use crate::http::Limits;
+use crate::http::{Limits, ProxyProtocol};
 use crate::systemd::Notifier;
 
 /// The address used when no interface is given, as Rocket's default.
 pub const DEFAULT_INTERFACE: &str = "127.0.0.1:8000";
+
+/// The peers allowed to send a PROXY protocol header unless told otherwise: this machine, as
+/// with gunicorn.
+pub const DEFAULT_PROXY_ALLOW_FROM: &str = "127.0.0.1,::1";
 
 /// The default bound on connections waiting for a worker when the pool is full.
 pub const DEFAULT_MAX_QUEUED: usize = 1024;
@@ -99,6 +104,21 @@ pub struct Config {
     pub(crate) server_name: String,
     /// Where access lines go, open; shared by every generation, reopened on restart.
     pub(crate) access_log: Arc<AccessLog>,
+    /// What a proxy in front says about the client: whom the server believes.
+    pub(crate) proxies: Arc<Proxies>,
+}
+
+/// Whom the server believes about who a client is, when it runs behind a proxy.
+#[derive(Debug, Default)]
+pub(crate) struct Proxies {
+    /// Every connection must begin with a PROXY protocol header of these versions; `None`:
+    /// connections carry none.
+    pub(crate) protocol: Option<ProxyProtocol>,
+    /// The peers allowed to connect when `protocol` is set (others are closed at once).
+    pub(crate) allow_from: AllowList,
+    /// The peers whose forwarded headers (`Forwarded`, `X-Forwarded-*`) are believed; `None`:
+    /// nobody's, and they reach the application as sent.
+    pub(crate) forwarded: Option<AllowList>,
 }
 
 impl Config {
@@ -151,6 +171,12 @@ pub struct ConfigBuilder {
     access_log: AccessLogDestination,
     /// The fields of an access line.
     access_log_format: AccessLogFormat,
+    /// See [`Proxies::protocol`].
+    proxy_protocol: Option<ProxyProtocol>,
+    /// See [`Proxies::allow_from`], as given.
+    proxy_allow_from: String,
+    /// See [`Proxies::forwarded`], as given.
+    forwarded_allow_ips: Option<String>,
 }
 
 impl Default for ConfigBuilder {
@@ -176,6 +202,9 @@ impl Default for ConfigBuilder {
             tick: Duration::from_secs(1),
             access_log: AccessLogDestination::Log,
             access_log_format: AccessLogFormat::Common,
+            proxy_protocol: None,
+            proxy_allow_from: DEFAULT_PROXY_ALLOW_FROM.to_string(),
+            forwarded_allow_ips: None,
         }
     }
 }
@@ -312,6 +341,32 @@ impl ConfigBuilder {
         self
     }
 
+    /// Makes every connection begin with a PROXY protocol header of `version` (v1, v2 or
+    /// either), which gives the client's address (default: none). A connection without one,
+    /// or with a malformed one, is closed unanswered; connections from peers outside
+    /// [`ConfigBuilder::proxy_allow_from`] are closed at once.
+    pub fn proxy_protocol(mut self, version: ProxyProtocol) -> Self {
+        self.proxy_protocol = Some(version);
+        self
+    }
+
+    /// Sets the peers allowed to connect when the PROXY protocol is on: addresses and
+    /// networks, comma-separated (`10.0.0.0/8,::1`), or `*` (default `127.0.0.1,::1`).
+    pub fn proxy_allow_from(mut self, list: impl Into<String>) -> Self {
+        self.proxy_allow_from = list.into();
+        self
+    }
+
+    /// Sets the peers whose `Forwarded`, `X-Forwarded-For`, `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` headers are believed (written as for `proxy_allow_from`): their
+    /// requests' REMOTE_ADDR, `wsgi.url_scheme` and HTTP_HOST follow those headers, and
+    /// other peers' requests reach the application without them (default: nobody's are
+    /// believed, and the headers are passed on as sent).
+    pub fn forwarded_allow_ips(mut self, list: impl Into<String>) -> Self {
+        self.forwarded_allow_ips = Some(list.into());
+        self
+    }
+
     /// Sets the Monitor's tick period (default 1 s); tests use small values.
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = d;
@@ -324,6 +379,7 @@ impl ConfigBuilder {
         let interfaces = parse_interfaces(&self.interfaces)?;
         let method = self.method()?;
         let access_log = self.open_access_log()?;
+        let proxies = self.proxies()?;
         Ok(Config {
             interfaces,
             listeners: self.listeners,
@@ -343,6 +399,22 @@ impl ConfigBuilder {
             tick: self.tick,
             server_name: "skyrocket".to_string(),
             access_log: Arc::new(access_log),
+            proxies: Arc::new(proxies),
+        })
+    }
+
+    fn proxies(&self) -> Result<Proxies, ConfigError> {
+        let list = |option, text: &str| {
+            text.parse::<AllowList>()
+                .map_err(|bad| ConfigError::BadAllowList(option, bad.to_string()))
+        };
+        let forwarded = self.forwarded_allow_ips.as_deref();
+        Ok(Proxies {
+            protocol: self.proxy_protocol,
+            allow_from: list("proxy_allow_from", &self.proxy_allow_from)?,
+            forwarded: forwarded
+                .map(|text| list("forwarded_allow_ips", text))
+                .transpose()?,
         })
     }
 
@@ -468,6 +540,9 @@ pub enum ConfigError {
     DocumentRoot(String, String),
     /// The access log file cannot be opened for appending: the path and why.
     AccessLog(String, String),
+    /// An address list (the option's name) has an element that is not an address, a
+    /// network or `*`: what is wrong.
+    BadAllowList(&'static str, String),
 }
 
 impl fmt::Display for ConfigError {
@@ -498,6 +573,7 @@ impl fmt::Display for ConfigError {
                     "invalid address {text:?}: expected HOST:PORT, IP:PORT or [IPv6]:PORT"
                 )
             }
+            ConfigError::BadAllowList(option, why) => write!(f, "{option}: {why}"),
             ConfigError::Unresolved(text, why) => {
                 write!(f, "cannot resolve {text:?}: {why}")
             }

@@ -33,12 +33,14 @@ mod app;
 pub use app::{Application, Body, Chunks, Environ, Input, Reply};
 
 // Configuration and entry points.
+mod allow_list;
 pub mod cli;
 mod config;
 mod standalone;
 mod systemd;
 pub use access_log::{AccessLogDestination, AccessLogFormat};
 pub use config::{Config, ConfigBuilder, ConfigError};
+pub use http::ProxyProtocol;
 pub use standalone::{run, spawn, ServerHandle};
 
 // Applications that come with the server.

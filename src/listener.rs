@@ -14,6 +14,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::io::unix::AsyncFd;
 
+use crate::config::Proxies;
 use crate::conn::Connection;
 use crate::stats::{Gauge, Stats};
 
@@ -61,6 +62,8 @@ pub(crate) struct Listener {
     stats: Arc<Stats>,
     /// When to stop accepting for a while.
     backpressure: Backpressure,
+    /// Whether connections begin with a PROXY header, and from whom they are accepted then.
+    proxies: Arc<Proxies>,
 }
 
 impl Listener {
@@ -70,6 +73,7 @@ impl Listener {
         dispatcher: Recipient<Connection>,
         stats: Arc<Stats>,
         backpressure: Backpressure,
+        proxies: Arc<Proxies>,
     ) -> Self {
         let addr = socket
             .local_addr()
@@ -80,6 +84,7 @@ impl Listener {
             dispatcher,
             stats,
             backpressure,
+            proxies,
         }
     }
 }
@@ -101,6 +106,7 @@ impl Actor for Listener {
                     dispatcher: self.dispatcher.clone(),
                     stats: self.stats.clone(),
                     backpressure: self.backpressure,
+                    proxies: self.proxies.clone(),
                 };
                 ctx.spawn(accepting.run().into_actor(self));
             }
@@ -133,6 +139,8 @@ struct Accepting {
     stats: Arc<Stats>,
     /// When to stop accepting for a while.
     backpressure: Backpressure,
+    /// Whether connections begin with a PROXY header, and from whom they are accepted then.
+    proxies: Arc<Proxies>,
 }
 
 impl Accepting {
@@ -170,6 +178,11 @@ impl Accepting {
     }
 
     fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) {
+        let proxy = self.proxies.protocol;
+        if proxy.is_some() && !self.proxies.allow_from.contains(peer.ip()) {
+            log::debug!("{peer}: not allowed to send a PROXY header; closed");
+            return;
+        }
         let _ = stream.set_nodelay(true);
         let local = match self.addr.ip().is_unspecified() {
             true => stream.local_addr().unwrap_or(self.addr),
@@ -177,7 +190,7 @@ impl Accepting {
         };
         log::debug!("{peer}: accepted on {local}");
         self.stats.connection_accepted();
-        (self.dispatcher).do_send(Connection::accepted(stream, peer, local));
+        (self.dispatcher).do_send(Connection::accepted(stream, peer, local, proxy));
     }
 }
 

@@ -63,6 +63,9 @@ impl Monitor {
         for (conn, _) in self.pool.idle.expire(self.timeout) {
             match (&conn.outbox, conn.request_deadline) {
                 (Some(_), _) => give_up_sending(conn),
+                (None, Some(_)) if conn.proxy.is_some() => {
+                    log::debug!("{}: PROXY header incomplete in time; closing", conn.peer)
+                }
                 (None, Some(_)) => self.time_out(conn),
                 (None, None) => log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout),
             }
@@ -195,6 +198,22 @@ mod tests {
         });
         let answer = answer.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+        assert!(watch.pool.idle.is_empty());
+    }
+
+    #[actix::test]
+    async fn closes_unanswered_a_partial_proxy_header_past_its_deadline() {
+        let watch = Watch::start(LONG_TIMEOUT);
+        let mut client = watch.park_with(&watch.listener, |conn| {
+            conn.proxy = Some(crate::http::ProxyProtocol::V1);
+            conn.request_deadline = Some(Instant::now());
+        });
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut answer = String::new();
+            let _ = client.read_to_string(&mut answer);
+            answer
+        });
+        assert_eq!(answer.await.unwrap(), "");
         assert!(watch.pool.idle.is_empty());
     }
 

@@ -99,6 +99,7 @@ impl Generation {
             stats: stats.clone(),
             draining: Arc::new(AtomicBool::new(false)),
             access_log: config.access_log.clone(),
+            forwarded: config.proxies.forwarded.clone(),
         };
         let idle = IdleSet::new(stats.clone())?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -229,7 +230,9 @@ impl Server {
                         max_threads: self.config.max_threads,
                         max_queued: self.config.max_queued,
                     };
-                    let listener = Listener::new(dup, to, self.stats.clone(), backpressure);
+                    let proxies = self.config.proxies.clone();
+                    let listener =
+                        Listener::new(dup, to, self.stats.clone(), backpressure, proxies);
                     listeners.push(listener.start());
                 }
                 Err(e) => log::error!("cannot share a listening socket: {e}"),

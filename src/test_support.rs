@@ -64,7 +64,7 @@ pub(crate) fn pair(listener: &TcpListener) -> (TcpStream, Connection) {
     client.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
     client.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
     let (stream, peer) = listener.accept().expect("accept");
-    let conn = Connection::accepted(stream, peer, listener.local_addr().unwrap());
+    let conn = Connection::accepted(stream, peer, listener.local_addr().unwrap(), None);
     (client, conn)
 }
 
@@ -139,6 +139,7 @@ pub(crate) fn new_pool(tick: Duration) -> (Arc<Pool>, Arc<Stats>) {
         stats: stats.clone(),
         draining: Arc::new(AtomicBool::new(false)),
         access_log: Arc::default(),
+        forwarded: None,
     };
     let idle = IdleSet::new(stats.clone()).expect("an epoll instance");
     (Arc::new(Pool::new(settings, idle, 1, tick)), stats)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::client::{get, Conn};
 use common::wait::wait_until;
 use common::TestServer;
-use skyrocket::{AccessLogDestination, AccessLogFormat, ConfigBuilder};
+use skyrocket::{AccessLogDestination, AccessLogFormat, ConfigBuilder, ProxyProtocol};
 
 /// A log file path of its own for one test, removed (with its rotated copy) when dropped.
 struct LogFile(PathBuf);
@@ -76,6 +76,30 @@ fn lines_in_a_file_are_plain_common_log_format() {
     );
     let stamp = &line[line.find('[').unwrap() + 1..line.find(']').unwrap()];
     assert_eq!(stamp.len(), "10/Oct/2000:13:55:36 +0000".len(), "{line}");
+}
+
+#[test]
+fn lines_name_the_client_a_proxy_names() {
+    let log = LogFile::new();
+    let config = (log.config(AccessLogFormat::Common))
+        .proxy_protocol(ProxyProtocol::V1)
+        .forwarded_allow_ips("10.0.0.0/8")
+        .max_body(10);
+    let server = TestServer::start(config);
+    let mut conn = Conn::new(server.connect());
+    conn.send(b"PROXY TCP4 10.0.0.5 10.0.0.1 40000 80\r\n");
+    assert_eq!(conn.request(&get("/hello")).status, 200);
+    let forwarded = b"POST /echo HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 192.0.2.7\r\n\
+        Content-Length: 11\r\n\r\nhello world";
+    assert_eq!(conn.request(forwarded).status, 413);
+    let got: Vec<String> = lines(&log.0, 2).iter().map(|l| timeless(l)).collect();
+    assert_eq!(
+        got,
+        [
+            "10.0.0.5 - - [T] \"GET /hello HTTP/1.1\" 200 13",
+            "192.0.2.7 - - [T] \"POST /echo HTTP/1.1\" 413 18",
+        ]
+    );
 }
 
 #[test]

@@ -86,9 +86,33 @@ fn flags_are_accepted() {
 }
 
 #[test]
+fn proxy_flags_are_accepted() {
+    let server = Running::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--proxy-protocol",
+        "auto",
+        "--proxy-allow-from",
+        "127.0.0.0/8",
+        "--forwarded-allow-ips",
+        "10.0.0.0/8",
+        "--no-signals",
+    ]);
+    let mut conn = Conn::new(common::connect(server.addrs[0]));
+    conn.send(b"PROXY TCP4 10.0.0.5 10.0.0.1 40000 80\r\n");
+    let forwarded = b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 192.0.2.7\r\n\r\n";
+    let resp = conn.request(forwarded);
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().contains("192.0.2.7"), "{}", resp.text());
+}
+
+#[test]
 fn bad_flags_are_a_one_line_error() {
-    let table: [&[&str]; 13] = [
+    let table: [&[&str]; 16] = [
         &["--bogus"],
+        &["--proxy-protocol", "v3"],
+        &["--proxy-allow-from", "10.0.0.0/33"],
+        &["--forwarded-allow-ips", "127.0.0.1,nope"],
         &["--access-log", "/nonexistent/skyrocket/access.log"],
         &["--access-log-format", "xml"],
         &["--bind", "no-such-host.invalid:80"],

@@ -12,21 +12,24 @@ use common::client::{get, Conn};
 use common::process::{run_to_end, socket_activated, Running};
 use common::TestServer;
 use skyrocket::python::PythonApp;
-use skyrocket::Config;
+use skyrocket::{Config, ConfigBuilder};
 
 fn apps_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
 }
 
 fn serve(name: &str) -> TestServer {
+    TestServer::start(config(name))
+}
+
+/// The test defaults with the application `wsgi_apps:{name}`.
+fn config(name: &str) -> ConfigBuilder {
     let app = PythonApp::load(&format!("wsgi_apps:{name}"), &[apps_dir()]).expect("loads");
-    TestServer::start(
-        Config::builder()
-            .bind("127.0.0.1:0")
-            .min_threads(2)
-            .handle_signals(false)
-            .app(app),
-    )
+    Config::builder()
+        .bind("127.0.0.1:0")
+        .min_threads(2)
+        .handle_signals(false)
+        .app(app)
 }
 
 fn post(path: &str, body: &[u8]) -> Vec<u8> {
@@ -182,6 +185,22 @@ fn the_environ_follows_the_target_and_keeps_bytes_and_cookies() {
         "path bytes=2f61c0af",
         "REQUEST_URI='/a%c0%af'",
         "HTTP_HOST='test'",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+}
+
+#[test]
+fn the_environ_names_the_client_a_trusted_proxy_names() {
+    let server = TestServer::start(config("faithful").forwarded_allow_ips("127.0.0.1"));
+    let raw = b"GET / HTTP/1.1\r\nHost: backend\r\nX-Forwarded-For: 192.0.2.7\r\n\
+                X-Forwarded-Proto: https\r\nX-Forwarded-Host: app.example\r\n\r\n";
+    let text = Conn::new(server.connect()).request(raw).text();
+    for line in [
+        "REMOTE_ADDR='192.0.2.7'",
+        "HTTP_HOST='app.example'",
+        "wsgi.url_scheme='https'",
+        "HTTPS='on'",
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }

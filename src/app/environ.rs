@@ -36,6 +36,8 @@ pub struct Environ {
     peer: SocketAddr,
     /// `wsgi.url_scheme`: "http" or, behind TLS, "https".
     scheme: &'static str,
+    /// HTTP_HOST as a trusted proxy received it (`X-Forwarded-Host`), in place of the head's.
+    forwarded_host: Option<String>,
 }
 
 impl Environ {
@@ -57,7 +59,15 @@ impl Environ {
             local,
             peer,
             scheme,
+            forwarded_host: None,
         }
+    }
+
+    /// Takes HTTP_HOST from a trusted proxy's `X-Forwarded-Host` (or `Forwarded`'s `host`),
+    /// if it gave one.
+    pub(crate) fn with_forwarded_host(mut self, host: Option<String>) -> Self {
+        self.forwarded_host = host;
+        self
     }
 
     /// The parsed head, for the server's own decisions.
@@ -142,15 +152,17 @@ impl Environ {
         self.peer
     }
 
-    /// `wsgi.url_scheme`.
+    /// `wsgi.url_scheme` (and `HTTPS`, `on` when it is `https`, absent otherwise, as CGI
+    /// servers set it).
     pub fn url_scheme(&self) -> &'static str {
         self.scheme
     }
 
-    /// HTTP_HOST: the host the request is for, the authority of an absolute-form target
-    /// (`GET http://host:port/...`, RFC 9112 §3.2.2), else the `Host` header.
+    /// HTTP_HOST: the host the request is for, as a trusted proxy says the client sent it,
+    /// else the authority of an absolute-form target (`GET http://host:port/...`, RFC 9112
+    /// §3.2.2), else the `Host` header.
     pub fn host(&self) -> Option<&str> {
-        self.head.host()
+        self.forwarded_host.as_deref().or(self.head.host())
     }
 
     /// The first value of a header, if it is valid UTF-8; names are case-insensitive.
@@ -220,6 +232,7 @@ impl Environ {
             "REMOTE_ADDR" => self.peer.ip().to_string().into(),
             "REMOTE_PORT" => self.peer.port().to_string().into(),
             "wsgi.url_scheme" => self.scheme.into(),
+            "HTTPS" if self.scheme == "https" => "on".into(),
             _ => return None,
         };
         Some(text)
@@ -249,7 +262,7 @@ fn lossy(bytes: Cow<'_, [u8]>) -> Cow<'_, str> {
 pub const SERVER_SOFTWARE: &str = concat!("skyrocket/", env!("CARGO_PKG_VERSION"));
 
 /// The non-header variables, in the order [`Environ::vars`] lists them.
-const CGI_NAMES: [&str; 15] = [
+const CGI_NAMES: [&str; 16] = [
     "REQUEST_METHOD",
     "SCRIPT_NAME",
     "PATH_INFO",
@@ -265,6 +278,7 @@ const CGI_NAMES: [&str; 15] = [
     "REMOTE_ADDR",
     "REMOTE_PORT",
     "wsgi.url_scheme",
+    "HTTPS",
 ];
 
 /// `HTTP_` plus the upper-cased name with `-` as `_`; `None` for names that have no `HTTP_*`.

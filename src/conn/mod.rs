@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use crate::http::RequestHead;
+use crate::http::{ProxyProtocol, RequestHead};
 
 pub(crate) use budget::Budget;
 pub(crate) use outbox::{file_ended, Outbox};
@@ -59,11 +59,22 @@ pub struct Connection {
     pub(crate) head: Option<Box<RequestHead>>,
     /// The rest of a response waiting for room in the send buffer (a slow reader).
     pub(crate) outbox: Option<Box<Outbox>>,
+    /// The PROXY protocol header the connection must begin with, until it has been read.
+    pub(crate) proxy: Option<ProxyProtocol>,
+    /// The client reached the proxy in front over TLS, as its PROXY header said:
+    /// `wsgi.url_scheme` is `https`.
+    pub(crate) tls: bool,
 }
 
 impl Connection {
-    /// A connection just accepted: nothing read, not yet admitted anywhere.
-    pub(crate) fn accepted(stream: TcpStream, peer: SocketAddr, local: SocketAddr) -> Self {
+    /// A connection just accepted: nothing read, not yet admitted anywhere; it must begin
+    /// with a PROXY header if `proxy` says so.
+    pub(crate) fn accepted(
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        proxy: Option<ProxyProtocol>,
+    ) -> Self {
         Connection {
             stream,
             peer,
@@ -74,6 +85,8 @@ impl Connection {
             request_deadline: None,
             head: None,
             outbox: None,
+            proxy,
+            tls: false,
         }
     }
 }

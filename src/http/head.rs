@@ -243,6 +243,18 @@ impl RequestHead {
             .map(|field| (self.text(field.name), field.value.of(&self.buf)))
     }
 
+    /// Drops every header field whose name is one of `names` (lower-case), as if it had not
+    /// been sent (the framing already read stays).
+    pub fn remove_headers(&mut self, names: &[&str]) {
+        let buf = &self.buf;
+        (self.headers).retain(|field| {
+            let name = field.name.of(buf);
+            !names
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        });
+    }
+
     /// The value of the first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers()
@@ -617,6 +629,11 @@ fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
     bytes
         .get(..prefix.len())
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+}
+
+/// Whether `value` is a valid `uri-host [":" port]` (see [`parse_host_port`]).
+pub(super) fn is_host(value: &[u8]) -> bool {
+    parse_host_port(value).is_some()
 }
 
 /// Splits and checks `uri-host [":" port]` (RFC 9112 §3.2): the host an IP

@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::access_log::AccessLog;
+use crate::allow_list::AllowList;
 use crate::app::Application;
 use crate::conn::Connection;
 use crate::http::Limits;
@@ -51,6 +52,9 @@ pub(crate) struct Settings {
     pub(crate) draining: Arc<AtomicBool>,
     /// Where a line for each answered request goes (refused ones too).
     pub(crate) access_log: Arc<AccessLog>,
+    /// The peers whose forwarded headers are believed (`None`: nobody's, and they pass as
+    /// sent).
+    pub(crate) forwarded: Option<AllowList>,
 }
 
 /// Shared by a Dispatcher, its Monitor and its workers.

@@ -24,6 +24,9 @@ pub fn build<'py>(
     headers(py, &dict, env)?;
     dict.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
     dict.set_item(intern!(py, "wsgi.url_scheme"), env.url_scheme())?;
+    if env.url_scheme() == "https" {
+        dict.set_item(intern!(py, "HTTPS"), "on")?;
+    }
     dict.set_item(intern!(py, "wsgi.input"), input)?;
     dict.set_item(intern!(py, "wsgi.errors"), errors)?;
     dict.set_item(intern!(py, "wsgi.multithread"), true)?;

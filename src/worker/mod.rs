@@ -3,6 +3,7 @@
 //! application inline, and parks the connection again when nothing more is buffered.
 
 mod body;
+mod origin;
 mod respond;
 mod session;
 

@@ -1,7 +1,7 @@
 //! Serving one connection with blocking I/O: requests in turn, while they keep coming.
 
 use std::io::ErrorKind;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -12,10 +12,14 @@ use http::StatusCode;
 use crate::access_log::{Entry, Request};
 use crate::app::{Application, Environ, Input, Reply};
 use crate::conn::{file_ended, Budget, Connection, Outbox, Socket, Ticket};
-use crate::http::{error_response, parse_head, BodyFraming, ProtocolError, RequestHead};
+use crate::http::{
+    error_response, parse_head, parse_proxy_header, BodyFraming, ProtocolError, ProxyProtocol,
+    RequestHead,
+};
 use crate::pool::Settings;
 
 use super::body::{BodyFault, BodyReader};
+use super::origin::origin;
 use super::respond::{write_reply, Plan, Sent};
 
 /// The most unread request body discarded to keep a connection open; past it, it closes.
@@ -122,6 +126,10 @@ struct Session<'s> {
     head: Option<RequestHead>,
     /// The rest of a response that waited for room in the send buffer.
     outbox: Option<Box<Outbox>>,
+    /// The PROXY header still due before the first request.
+    proxy: Option<ProxyProtocol>,
+    /// The client used TLS to reach the proxy in front (its PROXY header said so).
+    tls: bool,
 }
 
 /// Serves `conn` until it closes or goes idle.
@@ -136,6 +144,8 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         request_deadline,
         head,
         outbox,
+        proxy,
+        tls,
     } = conn;
     let socket = match Socket::new(stream, settings.read_timeout, nonblocking) {
         Ok(socket) => socket,
@@ -158,6 +168,8 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         request_deadline,
         head: head.map(|head| *head),
         outbox,
+        proxy,
+        tls,
     };
     session.run()
 }
@@ -288,12 +300,7 @@ impl Session<'_> {
     /// `read_timeout` of its first park.
     fn receive_request(&mut self) -> Result<RequestHead, NoHead> {
         loop {
-            if self.head.is_none() {
-                let parsed = parse_head(&mut self.buf, &self.settings.limits);
-                self.head = parsed.map_err(NoHead::Invalid)?;
-            }
-            let (buffered, max_body) = (self.buf.len() as u64, self.settings.max_body);
-            if let Some(head) = (self.head).take_if(|head| body_at_hand(head, buffered, max_body)) {
+            if let Some(head) = self.parse_buffered()? {
                 self.request_deadline = None;
                 return Ok(head);
             }
@@ -309,16 +316,59 @@ impl Session<'_> {
         }
     }
 
-    /// Nothing more to read for now: wait for input, unless a partial head ran out of time.
+    /// The request the buffer holds, if it is complete (after the PROXY header, if one is
+    /// due).
+    fn parse_buffered(&mut self) -> Result<Option<RequestHead>, NoHead> {
+        if !self.take_proxy_header()? {
+            return Ok(None);
+        }
+        if self.head.is_none() {
+            let parsed = parse_head(&mut self.buf, &self.settings.limits);
+            self.head = parsed.map_err(NoHead::Invalid)?;
+        }
+        let (buffered, max_body) = (self.buf.len() as u64, self.settings.max_body);
+        Ok((self.head).take_if(|head| body_at_hand(head, buffered, max_body)))
+    }
+
+    /// Reads the PROXY header the connection must begin with, if it is still due: `false`
+    /// while it is incomplete. A missing or malformed one closes the connection unanswered.
+    fn take_proxy_header(&mut self) -> Result<bool, NoHead> {
+        let Some(version) = self.proxy else {
+            return Ok(true);
+        };
+        let header = match parse_proxy_header(&self.buf, version) {
+            Ok(Some(header)) => header,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                log::debug!("{}: {e}; closing", self.peer);
+                return Err(NoHead::Closed);
+            }
+        };
+        bytes::Buf::advance(&mut self.buf, header.len);
+        if let Some((client, local)) = header.addresses {
+            log::debug!("{}: PROXY header: client {client}, to {local}", self.peer);
+            (self.peer, self.local) = (client, local);
+        }
+        (self.proxy, self.tls) = (None, header.tls);
+        Ok(true)
+    }
+
+    /// Nothing more to read for now: wait for input, unless a partial head ran out of time
+    /// (a partial PROXY header then closes the connection unanswered).
     fn incomplete(&mut self) -> NoHead {
         if self.buf.is_empty() && self.head.is_none() {
             return NoHead::NotReady;
         }
         let now = Instant::now();
         let budget = self.settings.read_timeout;
-        match *self.request_deadline.get_or_insert(now + budget) <= now {
-            true => NoHead::Invalid(ProtocolError::RequestTimeout),
-            false => NoHead::Partial,
+        let late = *self.request_deadline.get_or_insert(now + budget) <= now;
+        match (late, self.proxy.is_some()) {
+            (false, _) => NoHead::Partial,
+            (true, false) => NoHead::Invalid(ProtocolError::RequestTimeout),
+            (true, true) => {
+                log::debug!("{}: PROXY header not complete in time; closing", self.peer);
+                NoHead::Closed
+            }
         }
     }
 
@@ -329,22 +379,28 @@ impl Session<'_> {
             Some(head) => Request::Head(head),
             None => Request::Refused(&self.buf),
         };
-        self.refuse(request, err)
+        self.refuse(self.peer.ip(), request, err)
     }
 
-    /// Records a refused request and has it answered.
-    fn refuse(&self, request: Request<'_>, err: ProtocolError) -> After {
-        (self.settings.access_log).refused(self.peer.ip(), request, &err);
+    /// Records a refused request from `remote` and has it answered.
+    fn refuse(&self, remote: IpAddr, request: Request<'_>, err: ProtocolError) -> After {
+        (self.settings.access_log).refused(remote, request, &err);
         After::Reject(err)
     }
 
-    fn serve_request(&mut self, head: RequestHead) -> After {
+    fn serve_request(&mut self, mut head: RequestHead) -> After {
         self.socket.start_response();
         let wants_keep_alive = head.keep_alive();
-        let environ = Environ::new(head, self.local, self.peer, "http");
+        let trusted = self.settings.forwarded.as_ref();
+        let origin = origin(&mut head, self.peer, self.tls, trusted);
+        let environ = Environ::new(head, self.local, origin.client, origin.scheme);
+        let environ = environ.with_forwarded_host(origin.host);
         let (reply, body_clean) = match self.run_app(&environ) {
             Ok(done) => done,
-            Err(After::Reject(e)) => return self.refuse(Request::Head(environ.head()), e),
+            Err(After::Reject(e)) => {
+                let remote = environ.remote_addr().ip();
+                return self.refuse(remote, Request::Head(environ.head()), e);
+            }
             Err(fault) => return fault,
         };
         let draining = self.settings.draining.load(Ordering::Relaxed);
@@ -360,7 +416,7 @@ impl Session<'_> {
             Err(_) => return After::Abort,
         };
         self.settings.access_log.record(&Entry {
-            remote: self.peer.ip(),
+            remote: environ.remote_addr().ip(),
             request: Request::Head(environ.head()),
             status: sent.status.as_u16(),
             bytes: sent.body_bytes,
@@ -453,6 +509,8 @@ impl Session<'_> {
             request_deadline: self.request_deadline,
             head: self.head.map(Box::new),
             outbox,
+            proxy: self.proxy,
+            tls: self.tls,
         })
     }
 }

@@ -76,10 +76,18 @@ impl TestServer {
         let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         socket.connect(&self.addr.into()).unwrap();
-        let stream: TcpStream = socket.into();
-        stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-        stream
+        with_timeouts(socket.into())
+    }
+
+    /// A client connected from `source`, an IPv4 address of this machine (any of
+    /// 127.0.0.0/8), with read and write timeouts.
+    pub fn connect_from(&self, source: &str) -> TcpStream {
+        let domain = socket2::Domain::IPV4;
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+        let source: SocketAddr = format!("{source}:0").parse().unwrap();
+        socket.bind(&source.into()).unwrap();
+        socket.connect(&self.addr.into()).unwrap();
+        with_timeouts(socket.into())
     }
 
     /// Polls the status (not a sleep standing in for an event) until `cond` holds; fails
@@ -96,7 +104,11 @@ impl TestServer {
 
 /// Connects to `addr` with [`CLIENT_TIMEOUT`] on reads and writes.
 pub fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect to test server");
+    with_timeouts(TcpStream::connect(addr).expect("connect to test server"))
+}
+
+/// `stream` with [`CLIENT_TIMEOUT`] on reads and writes.
+fn with_timeouts(stream: TcpStream) -> TcpStream {
     stream.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(CLIENT_TIMEOUT)).unwrap();
     stream

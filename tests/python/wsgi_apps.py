@@ -91,12 +91,12 @@ def systemd_env(environ, start_response):
 
 
 def faithful(environ, start_response):
-    """The keys that follow the request-target, Host and Cookie (in ASCII), PATH_INFO's bytes
-    in hex; a header value given with whitespace around it."""
+    """The keys that follow the request-target, Host, Cookie and a trusted proxy (in ASCII),
+    PATH_INFO's bytes in hex; a header value given with whitespace around it."""
     start_response('200 OK', [('Content-Type', 'text/plain'),
                               ('Set-Cookie', '  csrftoken=abc; Path=/ ')])
     keys = ['REQUEST_URI', 'RAW_URI', 'PATH_INFO', 'QUERY_STRING', 'HTTP_HOST', 'SERVER_NAME',
-            'SERVER_PORT', 'HTTP_COOKIE', 'wsgi.url_scheme']
+            'SERVER_PORT', 'HTTP_COOKIE', 'wsgi.url_scheme', 'HTTPS', 'REMOTE_ADDR']
     lines = ['%s=%a\n' % (k, environ.get(k)) for k in keys]
     lines.append('path bytes=%s\n' % environ['PATH_INFO'].encode('latin-1').hex())
     return [''.join(lines).encode('ascii')]
