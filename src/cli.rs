@@ -99,6 +99,10 @@ pub(crate) struct Cli {
     /// believed, and they are passed on as sent.
     #[arg(long, value_name = "LIST")]
     pub forwarded_allow_ips: Option<String>,
+    /// Serve the Status counters at http://HOST:PORT/metrics for Prometheus (OpenMetrics
+    /// text; port 0 = any free port, logged at start-up).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// `--proxy-protocol`'s values.
@@ -206,6 +210,9 @@ impl Cli {
             builder = builder.queue_size(n);
         }
         builder = self.proxy_options(builder);
+        if let Some(addr) = &self.metrics {
+            builder = builder.metrics(addr);
+        }
         if let Some(spec) = &self.app {
             builder = builder.app(python_app(
                 spec,

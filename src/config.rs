@@ -106,6 +106,18 @@ pub struct Config {
     pub(crate) access_log: Arc<AccessLog>,
     /// What a proxy in front says about the client: whom the server believes.
     pub(crate) proxies: Arc<Proxies>,
+    /// Where the metrics endpoint listens, if anywhere.
+    pub(crate) metrics: Option<MetricsSocket>,
+}
+
+/// The metrics endpoint's socket: an address to bind when the server starts, or a socket
+/// given already listening.
+#[derive(Debug, Clone)]
+pub(crate) enum MetricsSocket {
+    /// Bound by the first `Start`.
+    Bind(SocketAddr),
+    /// Bound by the caller; shared, since the server takes a duplicate.
+    Listening(Arc<TcpListener>),
 }
 
 /// Whom the server believes about who a client is, when it runs behind a proxy.
@@ -177,6 +189,10 @@ pub struct ConfigBuilder {
     proxy_allow_from: String,
     /// See [`Proxies::forwarded`], as given.
     forwarded_allow_ips: Option<String>,
+    /// The metrics address as given, resolved at build time.
+    metrics: Option<String>,
+    /// A metrics socket given already listening (wins over `metrics`).
+    metrics_listener: Option<Arc<TcpListener>>,
 }
 
 impl Default for ConfigBuilder {
@@ -205,6 +221,8 @@ impl Default for ConfigBuilder {
             proxy_protocol: None,
             proxy_allow_from: DEFAULT_PROXY_ALLOW_FROM.to_string(),
             forwarded_allow_ips: None,
+            metrics: None,
+            metrics_listener: None,
         }
     }
 }
@@ -367,6 +385,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// Serves the Status counters at `http://ADDR/metrics` in the OpenMetrics text format
+    /// Prometheus scrapes (default: no metrics endpoint). The address is bound by the first
+    /// [`Start`](crate::Start) and kept for the server's life, restarts included.
+    pub fn metrics(mut self, addr: impl Into<String>) -> Self {
+        self.metrics = Some(addr.into());
+        self
+    }
+
+    /// Serves the metrics endpoint on `socket`, already bound and listening, instead of an
+    /// address (default: none).
+    pub fn metrics_listener(mut self, socket: TcpListener) -> Self {
+        self.metrics_listener = Some(Arc::new(socket));
+        self
+    }
+
     /// Sets the Monitor's tick period (default 1 s); tests use small values.
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = d;
@@ -380,6 +413,7 @@ impl ConfigBuilder {
         let method = self.method()?;
         let access_log = self.open_access_log()?;
         let proxies = self.proxies()?;
+        let metrics = self.metrics_socket()?;
         Ok(Config {
             interfaces,
             listeners: self.listeners,
@@ -400,7 +434,21 @@ impl ConfigBuilder {
             server_name: "skyrocket".to_string(),
             access_log: Arc::new(access_log),
             proxies: Arc::new(proxies),
+            metrics,
         })
+    }
+
+    fn metrics_socket(&self) -> Result<Option<MetricsSocket>, ConfigError> {
+        if let Some(socket) = &self.metrics_listener {
+            return Ok(Some(MetricsSocket::Listening(socket.clone())));
+        }
+        let Some(text) = &self.metrics else {
+            return Ok(None);
+        };
+        let first = resolve(text)?.into_iter().next();
+        first
+            .map(|addr| Some(MetricsSocket::Bind(addr)))
+            .ok_or_else(|| ConfigError::BadAddress(text.clone()))
     }
 
     fn proxies(&self) -> Result<Proxies, ConfigError> {

@@ -26,7 +26,8 @@
 //! The layers, from the bottom: `http` (the wire protocol on byte buffers), `conn` (a client
 //! connection and its socket), `pool` (what one generation of workers shares: the idle set and
 //! the hand-off), then one module per actor (`worker`, `dispatcher`, `monitor`, `listener`,
-//! `server`), and the entry points (`standalone`, [`cli`]).
+//! `server`, and `metrics`, which serves the Status counters to Prometheus), and the entry
+//! points (`standalone`, [`cli`]).
 
 // The application interface.
 mod app;
@@ -65,6 +66,7 @@ pub use stats::StatusReport;
 // The actors.
 mod dispatcher;
 mod listener;
+mod metrics;
 mod monitor;
 mod server;
 mod worker;

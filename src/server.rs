@@ -11,9 +11,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Config, Interface};
+use crate::config::{Config, Interface, MetricsSocket};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
 use crate::listener::{Backpressure, Listener, Pause};
+use crate::metrics::{self, Metrics};
 use crate::monitor::{Close, Handover, Monitor};
 use crate::pool::{IdleSet, Pool, Settings};
 use crate::stats::{Stats, StatusReport};
@@ -169,6 +170,8 @@ pub struct Server {
     stats: Arc<Stats>,
     /// Stop the actix system after `Stop` (standalone use).
     exit_on_stop: bool,
+    /// The metrics endpoint, once started: it serves for the Server's whole life.
+    metrics: Option<Addr<Metrics>>,
 }
 
 impl Server {
@@ -180,6 +183,7 @@ impl Server {
             running: None,
             stats: Arc::new(Stats::default()),
             exit_on_stop: false,
+            metrics: None,
         }
     }
 
@@ -210,6 +214,30 @@ impl Server {
                 .map(|socket| adopt(socket))
                 .collect::<Result<_, _>>()?,
         };
+        Ok(())
+    }
+
+    /// Starts the metrics endpoint, if configured and not started yet.
+    fn start_metrics(&mut self, ctx: &mut actix::Context<Self>) -> Result<(), ServerError> {
+        let (None, Some(socket)) = (&self.metrics, &self.config.metrics) else {
+            return Ok(());
+        };
+        let listener = match socket {
+            MetricsSocket::Bind(addr) => {
+                let fail = |source| ServerError::Bind {
+                    addr: *addr,
+                    source,
+                };
+                metrics::bind(*addr).map_err(fail)?
+            }
+            MetricsSocket::Listening(socket) => adopt(socket)?,
+        };
+        if let Ok(addr) = listener.local_addr() {
+            log::info!("metrics on http://{addr}/metrics");
+        }
+        let (status, deadline) = (ctx.address().recipient(), self.config.read_timeout);
+        let server_name = self.config.server_name.clone();
+        self.metrics = Some(Metrics::new(listener, status, deadline, server_name).start());
         Ok(())
     }
 
@@ -315,7 +343,8 @@ impl Actor for Server {
 impl actix::Handler<Start> for Server {
     type Result = Result<Vec<SocketAddr>, ServerError>;
 
-    fn handle(&mut self, _: Start, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Start, ctx: &mut Self::Context) -> Self::Result {
+        self.start_metrics(ctx)?;
         let started = self.start()?;
         self.notify(State::Ready);
         Ok(started)

@@ -108,8 +108,9 @@ fn proxy_flags_are_accepted() {
 
 #[test]
 fn bad_flags_are_a_one_line_error() {
-    let table: [&[&str]; 16] = [
+    let table: [&[&str]; 17] = [
         &["--bogus"],
+        &["--metrics", "nowhere"],
         &["--proxy-protocol", "v3"],
         &["--proxy-allow-from", "10.0.0.0/33"],
         &["--forwarded-allow-ips", "127.0.0.1,nope"],
