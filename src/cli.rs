@@ -13,7 +13,7 @@ use crate::config::{
     Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED, DEFAULT_PROXY_ALLOW_FROM,
 };
 use crate::http::ProxyProtocol;
-use crate::systemd::{self, Notifier, PassedSocket};
+use crate::systemd::{self, Notifier, PassedSocket, CHILD_FDS};
 
 /// Rocket's options as flags.
 #[derive(Debug, Parser)]
@@ -45,6 +45,10 @@ pub(crate) struct Cli {
     /// List directories without an index.html (`--method fs`).
     #[arg(long)]
     pub display_index: bool,
+    /// Worker processes: a master binds the interfaces and runs N children that serve them
+    /// (1: this process serves).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
     /// Fewest worker threads.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub min_threads: usize,
@@ -284,6 +288,7 @@ fn describe(socket: &std::net::TcpListener) -> String {
 /// Parses the command line, serves `app` (or the demo page) and returns the exit status.
 pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> ExitCode {
     init_logging();
+    let worker_process = std::env::var_os(CHILD_FDS).is_some();
     let from_systemd = match FromSystemd::take() {
         Ok(from_systemd) => from_systemd,
         Err(e) => return fail(&e),
@@ -293,6 +298,9 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => return fail(first_line(&e.to_string())),
     };
+    if cli.workers > 1 && !worker_process {
+        return run_master(&cli, from_systemd);
+    }
     // `--method fs` serves files in place of the program's application.
     let app = app.filter(|_| cli.method == MethodArg::Wsgi);
     let builder = match cli.builder() {
@@ -310,6 +318,46 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Binds the interfaces (or takes the sockets systemd passed) and runs `--workers` children
+/// on them, which import the application: the master never does.
+fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
+    if cli.metrics.is_some() {
+        return fail("--metrics with --workers is not built yet (each child would bind it)");
+    }
+    let mut builder = Config::builder().reuse_port(cli.reuse_port);
+    if let Some(n) = cli.queue_size {
+        builder = builder.queue_size(n);
+    }
+    let builder = cli
+        .bind
+        .iter()
+        .fold(builder, |b, addr| b.bind(addr.clone()));
+    let config = match from_systemd.apply(builder, &cli.bind).build() {
+        Ok(config) => config,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let sockets = match crate::server::listening_sockets(&config) {
+        Ok(sockets) => sockets,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+    announce(&addrs);
+    let program = std::env::current_exe()
+        .map(|exe| (exe.into_os_string(), std::env::args_os().skip(1).collect()));
+    let ran = program.and_then(|program| {
+        crate::master::run(
+            &sockets,
+            program,
+            usize::from(cli.workers),
+            config.notifier.clone(),
+        )
+    });
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("worker processes: {e}")),
     }
 }
 

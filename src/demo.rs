@@ -1,4 +1,5 @@
-//! The built-in demo application: every path shows the request's environ.
+//! The built-in demo application: every path shows the request's environ, and which process
+//! served it (a worker process, with `--workers`).
 
 use http::StatusCode;
 
@@ -9,7 +10,10 @@ pub struct Demo;
 
 impl Application for Demo {
     fn call(&self, environ: &Environ, _input: &mut Input<'_>) -> Reply {
-        let mut page = String::from("skyrocket is running. This request's environ:\n\n");
+        let mut page = format!(
+            "skyrocket is running (process {}). This request's environ:\n\n",
+            std::process::id()
+        );
         for (key, value) in environ.vars() {
             page.push_str(&format!("{key}={value}\n"));
         }

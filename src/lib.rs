@@ -37,6 +37,7 @@ pub use app::{Application, Body, Chunks, Environ, Input, Reply};
 mod allow_list;
 pub mod cli;
 mod config;
+mod signals;
 mod standalone;
 mod systemd;
 pub use access_log::{AccessLogDestination, AccessLogFormat};
@@ -66,6 +67,7 @@ pub use stats::StatusReport;
 // The actors.
 mod dispatcher;
 mod listener;
+mod master;
 mod metrics;
 mod monitor;
 mod server;

@@ -17,6 +17,7 @@ use crate::listener::{Backpressure, Listener, Pause};
 use crate::metrics::{self, Metrics};
 use crate::monitor::{Close, Handover, Monitor};
 use crate::pool::{IdleSet, Pool, Settings};
+use crate::signals::{self, Received};
 use crate::stats::{Stats, StatusReport};
 use crate::systemd::State;
 use crate::worker::Worker;
@@ -205,15 +206,7 @@ impl Server {
         if !self.sockets.is_empty() {
             return Ok(());
         }
-        let config = &self.config;
-        self.sockets = match config.listeners.is_empty() {
-            true => (config.interfaces.iter())
-                .map(|iface| bind(iface, config.queue_size, config.reuse_port))
-                .collect::<Result<_, _>>()?,
-            false => (config.listeners.iter())
-                .map(|socket| adopt(socket))
-                .collect::<Result<_, _>>()?,
-        };
+        self.sockets = listening_sockets(&self.config)?;
         Ok(())
     }
 
@@ -290,6 +283,21 @@ impl Server {
             log::info!("serving on {:?}", self.bound_addrs());
         }
         Ok(self.bound_addrs())
+    }
+}
+
+/// The listening sockets of `config`: its interfaces bound now, or duplicates of the sockets
+/// it was given already listening.
+pub(crate) fn listening_sockets(config: &Config) -> Result<Vec<TcpListener>, ServerError> {
+    match config.listeners.is_empty() {
+        true => (config.interfaces.iter())
+            .map(|iface| bind(iface, config.queue_size, config.reuse_port))
+            .collect(),
+        false => config
+            .listeners
+            .iter()
+            .map(|socket| adopt(socket))
+            .collect(),
     }
 }
 
@@ -423,24 +431,9 @@ impl actix::Handler<Status> for Server {
 
 /// SIGTERM and SIGINT stop gracefully; SIGHUP and SIGUSR1 restart, as Rocket does.
 async fn watch_signals(server: Addr<Server>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let kinds = [
-        SignalKind::terminate(),
-        SignalKind::interrupt(),
-        SignalKind::hangup(),
-        SignalKind::user_defined1(),
-    ];
-    let streams: io::Result<Vec<_>> = kinds.iter().map(|k| signal(*k)).collect();
-    let Ok(Ok([mut term, mut int, mut hup, mut usr1])) = streams.map(<[_; 4]>::try_from) else {
-        log::warn!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => server.do_send(Stop { graceful: true }),
-            _ = int.recv() => server.do_send(Stop { graceful: true }),
-            _ = hup.recv() => server.do_send(Restart),
-            _ = usr1.recv() => server.do_send(Restart),
-        }
-    }
+    signals::watch(move |received| match received {
+        Received::Stop => server.do_send(Stop { graceful: true }),
+        Received::Hangup | Received::User1 => server.do_send(Restart),
+    })
+    .await
 }

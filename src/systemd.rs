@@ -19,6 +19,24 @@ use socket2::{Domain, Socket, Type};
 /// The variables of socket activation.
 const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 
+/// Set by a master (`--workers`) for its children: how many listening sockets they inherit
+/// at descriptors 3, 4, ... It is `LISTEN_FDS` without `LISTEN_PID`, which the master cannot
+/// know before the child exists.
+pub(crate) const CHILD_FDS: &str = "SKYROCKET_LISTEN_FDS";
+
+/// In a child of a master, turns [`CHILD_FDS`] into socket activation's variables for this
+/// process (while it has a single thread).
+fn adopt_master_sockets() {
+    let Some(count) = env::var_os(CHILD_FDS) else {
+        return;
+    };
+    env::remove_var(CHILD_FDS);
+    let names = vec!["master"; count.to_str().and_then(|n| n.parse().ok()).unwrap_or(0)];
+    env::set_var("LISTEN_FDNAMES", names.join(":"));
+    env::set_var("LISTEN_PID", std::process::id().to_string());
+    env::set_var("LISTEN_FDS", count);
+}
+
 /// Where the service manager listens for state changes.
 const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
@@ -55,6 +73,7 @@ impl fmt::Display for ActivationError {
 ///
 /// Must be called while the process has a single thread (it changes the environment).
 pub(crate) fn take_listen_fds() -> Result<Vec<PassedSocket>, ActivationError> {
+    adopt_master_sockets();
     let passed = sd_notify::listen_fds_with_names();
     for var in LISTEN_VARS {
         env::remove_var(var);

@@ -108,8 +108,10 @@ fn proxy_flags_are_accepted() {
 
 #[test]
 fn bad_flags_are_a_one_line_error() {
-    let table: [&[&str]; 17] = [
+    let table: [&[&str]; 19] = [
         &["--bogus"],
+        &["--workers", "0"],
+        &["--workers", "2", "--metrics", "127.0.0.1:0"],
         &["--metrics", "nowhere"],
         &["--proxy-protocol", "v3"],
         &["--proxy-allow-from", "10.0.0.0/33"],

@@ -182,7 +182,8 @@ impl Scrape {
         out
     }
 
-    /// Asks for the counters and writes them out; 503 if the Server does not answer.
+    /// Asks for the counters and writes them out; 503 if the Server does not answer in time
+    /// (it answers nothing while it drains for a graceful `Stop`).
     async fn exposition(&self, headers: &mut HeaderMap) -> (StatusCode, String) {
         let unavailable = || {
             (
@@ -190,7 +191,8 @@ impl Scrape {
                 "Service Unavailable\n".into(),
             )
         };
-        let Ok(report) = self.status.send(Status).await else {
+        let asked = tokio::time::timeout(self.deadline, self.status.send(Status)).await;
+        let Ok(Ok(report)) = asked else {
             return unavailable();
         };
         match exposition::exposition(&report) {
@@ -252,12 +254,31 @@ mod tests {
         }
     }
 
+    /// Stands in for a Server that never answers `Status` (busy draining).
+    struct SilentServer;
+
+    impl Actor for SilentServer {
+        type Context = actix::Context<Self>;
+    }
+
+    impl actix::Handler<Status> for SilentServer {
+        type Result = ResponseFuture<StatusReport>;
+
+        fn handle(&mut self, _: Status, _: &mut Self::Context) -> Self::Result {
+            Box::pin(std::future::pending())
+        }
+    }
+
     /// A Metrics actor asking a fake Server; its address.
     fn start(deadline: Duration) -> SocketAddr {
+        let fake = FakeServer(exposition::SAMPLE_REPORT).start().recipient();
+        start_asking(fake, deadline)
+    }
+
+    fn start_asking(status: Recipient<Status>, deadline: Duration) -> SocketAddr {
         let socket = bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = socket.local_addr().unwrap();
-        let fake = FakeServer(exposition::SAMPLE_REPORT).start().recipient();
-        Metrics::new(socket, fake, deadline, "test".into()).start();
+        Metrics::new(socket, status, deadline, "test".into()).start();
         addr
     }
 
@@ -329,6 +350,13 @@ mod tests {
         }
         let answer = exchange(addr, b"PUT /metrics HTTP/1.1\r\nHost: m\r\n\r\n").await;
         assert!(answer.contains("allow: GET, HEAD\r\n"), "{answer}");
+    }
+
+    #[actix::test]
+    async fn a_server_that_does_not_answer_in_time_is_unavailable() {
+        let addr = start_asking(SilentServer.start().recipient(), Duration::from_millis(100));
+        let answer = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     }
 
     #[actix::test]
