@@ -49,6 +49,13 @@ pub(crate) struct Cli {
     /// (1: this process serves).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: u16,
+    /// Stop gracefully after this many responses (0 = never), and be replaced by a fresh
+    /// process (the master's, with --workers): for applications that leak memory.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_requests: u64,
+    /// The most added at random to --max-requests, so that children do not recycle together.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_requests_jitter: u64,
     /// Fewest worker threads.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub min_threads: usize,
@@ -203,6 +210,7 @@ impl Cli {
             .max_body(self.max_body)
             .max_queued(self.max_queued)
             .max_headers(self.max_headers)
+            .max_requests(self.max_requests, self.max_requests_jitter)
             .handle_signals(!self.no_signals)
             .reuse_port(self.reuse_port)
             .access_log(self.access_log_destination())

@@ -108,6 +108,9 @@ pub struct Config {
     pub(crate) proxies: Arc<Proxies>,
     /// Where the metrics endpoint listens, if anywhere.
     pub(crate) metrics: Option<MetricsSocket>,
+    /// Stop gracefully (and exit) after about this many responses, so that a supervisor (the
+    /// master of `--workers`) starts a fresh process: for applications that leak memory.
+    pub(crate) recycle_after: Option<u64>,
 }
 
 /// The metrics endpoint's socket: an address to bind when the server starts, or a socket
@@ -193,6 +196,10 @@ pub struct ConfigBuilder {
     metrics: Option<String>,
     /// A metrics socket given already listening (wins over `metrics`).
     metrics_listener: Option<Arc<TcpListener>>,
+    /// See [`Config::recycle_after`]: the count (0: never).
+    max_requests: u64,
+    /// The most added at random to `max_requests`, so that children do not all recycle at once.
+    max_requests_jitter: u64,
 }
 
 impl Default for ConfigBuilder {
@@ -223,6 +230,8 @@ impl Default for ConfigBuilder {
             forwarded_allow_ips: None,
             metrics: None,
             metrics_listener: None,
+            max_requests: 0,
+            max_requests_jitter: 0,
         }
     }
 }
@@ -400,6 +409,15 @@ impl ConfigBuilder {
         self
     }
 
+    /// Stops gracefully after `n` responses plus a random number up to `jitter`, and exits
+    /// (default 0: never), as gunicorn's `--max-requests`: with `--workers` the master starts
+    /// a fresh child in its place; without it, the service manager should.
+    pub fn max_requests(mut self, n: u64, jitter: u64) -> Self {
+        self.max_requests = n;
+        self.max_requests_jitter = jitter;
+        self
+    }
+
     /// Sets the Monitor's tick period (default 1 s); tests use small values.
     pub fn tick(mut self, d: Duration) -> Self {
         self.tick = d;
@@ -414,6 +432,7 @@ impl ConfigBuilder {
         let access_log = self.open_access_log()?;
         let proxies = self.proxies()?;
         let metrics = self.metrics_socket()?;
+        let recycle_after = self.recycle_after();
         Ok(Config {
             interfaces,
             listeners: self.listeners,
@@ -435,7 +454,16 @@ impl ConfigBuilder {
             access_log: Arc::new(access_log),
             proxies: Arc::new(proxies),
             metrics,
+            recycle_after,
         })
+    }
+
+    /// `max_requests` plus its random share of the jitter; `None` when it is 0.
+    fn recycle_after(&self) -> Option<u64> {
+        use std::hash::{BuildHasher, RandomState};
+        let random = RandomState::new().hash_one(std::process::id());
+        let jitter = random % self.max_requests_jitter.saturating_add(1);
+        (self.max_requests > 0).then(|| self.max_requests.saturating_add(jitter))
     }
 
     fn metrics_socket(&self) -> Result<Option<MetricsSocket>, ConfigError> {

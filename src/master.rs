@@ -140,17 +140,33 @@ impl Master {
         ctx: &mut actix::Context<Self>,
     ) {
         let lived = (self.children[slot].take()).map(|child| child.started.elapsed());
+        let finished = matches!(&status, Ok(status) if status.success());
         match status {
             Ok(status) => log::info!("worker process {pid} exited ({status})"),
             Err(e) => log::warn!("worker process {pid}: cannot wait: {e}"),
         }
-        if self.stopping {
-            if self.children.iter().all(Option::is_none) {
+        match (self.stopping, finished) {
+            (true, _) if self.children.iter().all(Option::is_none) => {
                 log::info!("every worker process stopped");
                 ctx.stop();
             }
-            return;
+            (true, _) => {}
+            (false, true) => {
+                log::info!("worker process {pid} finished (max_requests, or a stop); replaced");
+                self.spawn_child(slot, ctx);
+            }
+            (false, false) => self.replace_failed(slot, pid, lived, ctx),
         }
+    }
+
+    /// Replaces a child that failed, after a backoff that grows while children die at start.
+    fn replace_failed(
+        &mut self,
+        slot: usize,
+        pid: u32,
+        lived: Option<Duration>,
+        ctx: &mut actix::Context<Self>,
+    ) {
         match lived {
             Some(lived) if lived >= STABLE_AFTER => self.backoff = FIRST_BACKOFF,
             _ => self.backoff = (self.backoff * 2).min(MAX_BACKOFF),

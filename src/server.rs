@@ -22,6 +22,9 @@ use crate::stats::{Stats, StatusReport};
 use crate::systemd::State;
 use crate::worker::Worker;
 
+/// How often a server with `max_requests` checks its count of responses.
+const RECYCLE_CHECK: Duration = Duration::from_millis(50);
+
 /// Bind the interfaces (if not yet bound) and start serving; answers the bound addresses.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<SocketAddr>, ServerError>")]
@@ -210,6 +213,14 @@ impl Server {
         Ok(())
     }
 
+    /// Stops gracefully once `limit` responses are sent (`max_requests`), once.
+    fn recycle_at(&mut self, limit: u64, ctx: &mut actix::Context<Self>) {
+        if self.running.is_some() && self.stats.report(true).requests_total >= limit {
+            log::info!("{limit} responses sent (max_requests): stopping to be replaced");
+            ctx.address().do_send(Stop { graceful: true });
+        }
+    }
+
     /// Starts the metrics endpoint, if configured and not started yet.
     fn start_metrics(&mut self, ctx: &mut actix::Context<Self>) -> Result<(), ServerError> {
         let (None, Some(socket)) = (&self.metrics, &self.config.metrics) else {
@@ -344,6 +355,11 @@ impl Actor for Server {
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.config.handle_signals {
             ctx.spawn(watch_signals(ctx.address()).into_actor(self));
+        }
+        if let Some(limit) = self.config.recycle_after {
+            ctx.run_interval(RECYCLE_CHECK.min(self.config.tick), move |server, ctx| {
+                server.recycle_at(limit, ctx)
+            });
         }
     }
 }

@@ -100,3 +100,22 @@ fn a_killed_master_takes_its_children_along() {
         wait_until(&format!("worker process {pid} exits"), || gone(pid));
     }
 }
+
+#[test]
+fn max_requests_recycles_children_and_every_new_connection_is_served() {
+    let args = [
+        "--workers",
+        "2",
+        "--bind",
+        "127.0.0.1:0",
+        "--max-requests",
+        "5",
+    ];
+    let server = Running::start(&args);
+    let mut seen = HashSet::new();
+    wait_until("a third process serves", || {
+        seen.insert(served_by(server.addrs[0]));
+        seen.len() >= 3
+    });
+    server.line_with("finished (max_requests, or a stop); replaced");
+}
