@@ -199,9 +199,19 @@ impl Cli {
         }
     }
 
+    /// A builder with the flags that decide the listening sockets: `--bind`, `--queue-size`,
+    /// `--reuse-port` (all a master needs).
+    fn listening(&self) -> ConfigBuilder {
+        let mut builder = Config::builder().reuse_port(self.reuse_port);
+        if let Some(n) = self.queue_size {
+            builder = builder.queue_size(n);
+        }
+        (self.bind.iter()).fold(builder, |b, addr| b.bind(addr.clone()))
+    }
+
     /// The configuration builder these flags describe.
     pub fn builder(&self) -> Result<ConfigBuilder, String> {
-        let mut builder = Config::builder()
+        let mut builder = (self.listening())
             .min_threads(self.min_threads)
             .max_threads(self.max_threads)
             .timeout(self.timeout)
@@ -212,15 +222,11 @@ impl Cli {
             .max_headers(self.max_headers)
             .max_requests(self.max_requests, self.max_requests_jitter)
             .handle_signals(!self.no_signals)
-            .reuse_port(self.reuse_port)
             .access_log(self.access_log_destination())
             .access_log_format(match self.access_log_format {
                 FormatArg::Common => AccessLogFormat::Common,
                 FormatArg::Combined => AccessLogFormat::Combined,
             });
-        if let Some(n) = self.queue_size {
-            builder = builder.queue_size(n);
-        }
         builder = self.proxy_options(builder);
         if let Some(addr) = &self.metrics {
             builder = builder.metrics(addr);
@@ -240,10 +246,7 @@ impl Cli {
                 .document_root(root)
                 .display_index(self.display_index);
         }
-        Ok(self
-            .bind
-            .iter()
-            .fold(builder, |b, addr| b.bind(addr.clone())))
+        Ok(builder)
     }
 }
 
@@ -335,15 +338,7 @@ fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
     if cli.metrics.is_some() {
         return fail("--metrics with --workers is not built yet (each child would bind it)");
     }
-    let mut builder = Config::builder().reuse_port(cli.reuse_port);
-    if let Some(n) = cli.queue_size {
-        builder = builder.queue_size(n);
-    }
-    let builder = cli
-        .bind
-        .iter()
-        .fold(builder, |b, addr| b.bind(addr.clone()));
-    let config = match from_systemd.apply(builder, &cli.bind).build() {
+    let config = match from_systemd.apply(cli.listening(), &cli.bind).build() {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };

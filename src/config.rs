@@ -124,7 +124,7 @@ pub(crate) enum MetricsSocket {
 }
 
 /// Whom the server believes about who a client is, when it runs behind a proxy.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Proxies {
     /// Every connection must begin with a PROXY protocol header of these versions; `None`:
     /// connections carry none.

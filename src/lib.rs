@@ -26,8 +26,8 @@
 //! The layers, from the bottom: `http` (the wire protocol on byte buffers), `conn` (a client
 //! connection and its socket), `pool` (what one generation of workers shares: the idle set and
 //! the hand-off), then one module per actor (`worker`, `dispatcher`, `monitor`, `listener`,
-//! `server`, and `metrics`, which serves the Status counters to Prometheus), and the entry
-//! points (`standalone`, [`cli`]).
+//! `server`; `metrics`, which serves the Status counters to Prometheus; `master`, which runs
+//! worker processes), and the entry points (`standalone`, [`cli`]).
 
 // The application interface.
 mod app;

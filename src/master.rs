@@ -52,9 +52,7 @@ pub(crate) struct Master {
     sockets: Vec<OwnedFd>,
     /// The executable and arguments a child runs.
     program: (OsString, Vec<OsString>),
-    /// How many children to keep.
-    workers: usize,
-    /// The children, by slot (`None`: waiting to be replaced).
+    /// The children, by slot (one per worker process) (`None`: waiting to be replaced).
     children: Vec<Option<ChildProcess>>,
     /// The wait before the next replacement of a child that died at start.
     backoff: Duration,
@@ -87,7 +85,6 @@ impl Master {
         Ok(Master {
             sockets,
             program,
-            workers,
             children: (0..workers).map(|_| None).collect(),
             backoff: FIRST_BACKOFF,
             stopping: false,
@@ -183,6 +180,13 @@ impl Master {
         });
     }
 
+    /// Tells systemd, if it asked (`NOTIFY_SOCKET`).
+    fn notify(&self, state: State) {
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(state);
+        }
+    }
+
     /// Sends `signal` to every running child.
     fn signal_children(&self, signal: Signal) {
         for child in self.children.iter().flatten() {
@@ -214,12 +218,10 @@ impl Actor for Master {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        for slot in 0..self.workers {
+        for slot in 0..self.children.len() {
             self.spawn_child(slot, ctx);
         }
-        if let Some(notifier) = &self.notifier {
-            notifier.notify(State::Ready);
-        }
+        self.notify(State::Ready);
         ctx.spawn(watch_signals(ctx.address()).into_actor(self));
     }
 
@@ -233,9 +235,7 @@ impl actix::Handler<StopAll> for Master {
 
     fn handle(&mut self, _: StopAll, ctx: &mut Self::Context) {
         log::info!("stopping every worker process");
-        if let Some(notifier) = &self.notifier {
-            notifier.notify(State::Stopping);
-        }
+        self.notify(State::Stopping);
         self.stopping = true;
         self.signal_children(Signal::TERM);
         if self.children.iter().all(Option::is_none) {

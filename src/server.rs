@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::{Config, Interface, MetricsSocket};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
 use crate::listener::{Backpressure, Listener, Pause};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::monitor::{Close, Handover, Monitor};
 use crate::pool::{IdleSet, Pool, Settings};
 use crate::signals::{self, Received};
@@ -228,11 +228,8 @@ impl Server {
         };
         let listener = match socket {
             MetricsSocket::Bind(addr) => {
-                let fail = |source| ServerError::Bind {
-                    addr: *addr,
-                    source,
-                };
-                metrics::bind(*addr).map_err(fail)?
+                let interface = Interface { addr: *addr };
+                bind(&interface, self.config.queue_size, false)?
             }
             MetricsSocket::Listening(socket) => adopt(socket)?,
         };

@@ -33,14 +33,12 @@ pub struct Forwarded {
 /// Reads what the proxies that relayed `head` say, `trusted` telling which addresses are
 /// trusted proxies'. `Forwarded` wins when it is present and well formed.
 pub fn forwarded(head: &RequestHead, trusted: impl Fn(IpAddr) -> bool) -> Forwarded {
-    match head.combined_header("forwarded") {
-        Some(value) => match std::str::from_utf8(&value) {
-            Ok(text) => rfc7239_forwarded(text, &trusted),
-            Err(_) => None,
-        },
-        None => None,
-    }
-    .unwrap_or_else(|| x_forwarded(head, &trusted))
+    let value = head.combined_header("forwarded");
+    let text = value
+        .as_deref()
+        .and_then(|value| std::str::from_utf8(value).ok());
+    (text.and_then(|text| rfc7239_forwarded(text, &trusted)))
+        .unwrap_or_else(|| x_forwarded(head, &trusted))
 }
 
 /// The element of the client's hop in a `Forwarded` value; `None` if it is malformed.

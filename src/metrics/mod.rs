@@ -10,7 +10,6 @@
 mod exposition;
 
 use std::cell::Cell;
-use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::Duration;
@@ -226,13 +225,6 @@ async fn read_head(stream: &mut TcpStream) -> Result<RequestHead, Unread> {
     }
 }
 
-/// The socket for `addr`, bound and listening (non-blocking).
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = TcpListener::bind(addr)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +268,8 @@ mod tests {
     }
 
     fn start_asking(status: Recipient<Status>, deadline: Duration) -> SocketAddr {
-        let socket = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
         let addr = socket.local_addr().unwrap();
         Metrics::new(socket, status, deadline, "test".into()).start();
         addr
