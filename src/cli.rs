@@ -13,6 +13,7 @@ use crate::config::{
     Config, ConfigBuilder, DEFAULT_MAX_BODY, DEFAULT_MAX_QUEUED, DEFAULT_PROXY_ALLOW_FROM,
 };
 use crate::http::ProxyProtocol;
+use crate::master::Supervision;
 use crate::systemd::{self, Notifier, PassedSocket, CHILD_FDS};
 
 /// Rocket's options as flags.
@@ -56,6 +57,15 @@ pub(crate) struct Cli {
     /// The most added at random to --max-requests, so that children do not recycle together.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_requests_jitter: u64,
+    /// Seconds after which a worker process with a request still in the application, or
+    /// silent, is reported stuck (logged, and in the metrics) (with --workers).
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "30")]
+    pub stuck_after: Duration,
+    /// Seconds after which such a stuck worker process is replaced (0 = never), as
+    /// gunicorn's --timeout: a new one starts, the stuck one is stopped, and killed if it does
+    /// not exit within --shutdown-timeout (with --workers).
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "0")]
+    pub worker_timeout: Duration,
     /// Fewest worker threads.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub min_threads: usize,
@@ -304,11 +314,15 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
         Ok(from_systemd) => from_systemd,
         Err(e) => return fail(&e),
     };
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => return fail(first_line(&e.to_string())),
     };
+    if worker_process {
+        // The master serves the metrics of all its children.
+        cli.metrics = None;
+    }
     if cli.workers > 1 && !worker_process {
         return run_master(&cli, from_systemd);
     }
@@ -319,6 +333,10 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
         Err(e) => return fail(&e),
     };
     let builder = from_systemd.apply(builder, &cli.bind);
+    let builder = match worker_process {
+        true => builder.reports_to_master(),
+        false => builder,
+    };
     let config = match builder.build() {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
@@ -335,32 +353,49 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
 /// Binds the interfaces (or takes the sockets systemd passed) and runs `--workers` children
 /// on them, which import the application: the master never does.
 fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
-    if cli.metrics.is_some() {
-        return fail("--metrics with --workers is not built yet (each child would bind it)");
+    let mut listening = cli.listening();
+    if let Some(addr) = &cli.metrics {
+        listening = listening.metrics(addr);
     }
-    let config = match from_systemd.apply(cli.listening(), &cli.bind).build() {
+    let config = match from_systemd.apply(listening, &cli.bind).build() {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };
-    let sockets = match crate::server::listening_sockets(&config) {
-        Ok(sockets) => sockets,
-        Err(e) => return fail(&e.to_string()),
+    let sockets = crate::server::listening_sockets(&config);
+    let metrics = crate::server::metrics_socket(&config);
+    let (sockets, metrics) = match (sockets, metrics) {
+        (Ok(sockets), Ok(metrics)) => (sockets, metrics),
+        (Err(e), _) | (_, Err(e)) => return fail(&e.to_string()),
     };
     let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
     announce(&addrs);
     let program = std::env::current_exe()
         .map(|exe| (exe.into_os_string(), std::env::args_os().skip(1).collect()));
-    let ran = program.and_then(|program| {
-        crate::master::run(
-            &sockets,
-            program,
-            usize::from(cli.workers),
-            config.notifier.clone(),
-        )
-    });
+    let supervision = cli.supervision(metrics, &config);
+    let notifier = config.notifier.clone();
+    let ran =
+        program.and_then(|program| crate::master::run(&sockets, program, supervision, notifier));
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("worker processes: {e}")),
+    }
+}
+
+/// The margin past `--shutdown-timeout` a child that was told to stop has before it is killed.
+const KILL_MARGIN: Duration = Duration::from_secs(5);
+
+impl Cli {
+    /// What the master of `--workers` runs and watches for.
+    fn supervision(&self, metrics: Option<std::net::TcpListener>, config: &Config) -> Supervision {
+        Supervision {
+            workers: usize::from(self.workers),
+            stuck_after: self.stuck_after,
+            worker_timeout: Some(self.worker_timeout).filter(|t| !t.is_zero()),
+            kill_after: self.shutdown_timeout + KILL_MARGIN,
+            metrics,
+            read_timeout: self.read_timeout,
+            server_name: config.server_name.clone(),
+        }
     }
 }
 

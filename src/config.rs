@@ -73,6 +73,10 @@ pub struct Config {
     pub(crate) reuse_port: bool,
     /// Tells systemd about start-up, restarts and stops (`NOTIFY_SOCKET`).
     pub(crate) notifier: Option<Notifier>,
+    /// A worker process of a master (`--workers`): `notifier` is the master's, and the server
+    /// sends it its counters every `server::HEARTBEAT`, so that the master can expose them and
+    /// tell a stuck process.
+    pub(crate) reports_to_master: bool,
     /// What to serve.
     pub(crate) method: Method,
     /// Workers kept even when idle (always > 0).
@@ -154,6 +158,8 @@ pub struct ConfigBuilder {
     reuse_port: bool,
     /// See [`Config::notifier`].
     notifier: Option<Notifier>,
+    /// See [`Config::reports_to_master`].
+    reports_to_master: bool,
     /// The application, if one was given; `None` serves the demo page.
     app: Option<Arc<dyn Application>>,
     /// The document root, for method `fs`.
@@ -209,6 +215,7 @@ impl Default for ConfigBuilder {
             listeners: Vec::new(),
             reuse_port: false,
             notifier: None,
+            reports_to_master: false,
             app: None,
             document_root: None,
             display_index: false,
@@ -264,6 +271,13 @@ impl ConfigBuilder {
     /// Sends systemd's state notifications through `notifier`.
     pub(crate) fn notifier(mut self, notifier: Notifier) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Makes this a worker process of a master, which `notifier` reaches: the server reports
+    /// its counters to it.
+    pub(crate) fn reports_to_master(mut self) -> Self {
+        self.reports_to_master = true;
         self
     }
 
@@ -438,6 +452,7 @@ impl ConfigBuilder {
             listeners: self.listeners,
             reuse_port: self.reuse_port,
             notifier: self.notifier,
+            reports_to_master: self.reports_to_master,
             method,
             min_threads: self.min_threads,
             max_threads: self.max_threads,

@@ -14,16 +14,20 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::config::{Config, Interface, MetricsSocket};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
 use crate::listener::{Backpressure, Listener, Pause};
-use crate::metrics::Metrics;
+use crate::metrics::{Collect, Metrics, Sample};
 use crate::monitor::{Close, Handover, Monitor};
 use crate::pool::{IdleSet, Pool, Settings};
 use crate::signals::{self, Received};
 use crate::stats::{Stats, StatusReport};
-use crate::systemd::State;
+use crate::systemd::{Notifier, State};
 use crate::worker::Worker;
 
 /// How often a server with `max_requests` checks its count of responses.
 const RECYCLE_CHECK: Duration = Duration::from_millis(50);
+
+/// How often a worker process tells its master its counters: the master takes a process
+/// silent for longer than its `--stuck-after` for stuck.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(250);
 
 /// Bind the interfaces (if not yet bound) and start serving; answers the bound addresses.
 #[derive(Message)]
@@ -223,22 +227,15 @@ impl Server {
 
     /// Starts the metrics endpoint, if configured and not started yet.
     fn start_metrics(&mut self, ctx: &mut actix::Context<Self>) -> Result<(), ServerError> {
-        let (None, Some(socket)) = (&self.metrics, &self.config.metrics) else {
+        if self.metrics.is_some() {
+            return Ok(());
+        }
+        let Some(listener) = metrics_socket(&self.config)? else {
             return Ok(());
         };
-        let listener = match socket {
-            MetricsSocket::Bind(addr) => {
-                let interface = Interface { addr: *addr };
-                bind(&interface, self.config.queue_size, false)?
-            }
-            MetricsSocket::Listening(socket) => adopt(socket)?,
-        };
-        if let Ok(addr) = listener.local_addr() {
-            log::info!("metrics on http://{addr}/metrics");
-        }
-        let (status, deadline) = (ctx.address().recipient(), self.config.read_timeout);
+        let (source, deadline) = (ctx.address().recipient(), self.config.read_timeout);
         let server_name = self.config.server_name.clone();
-        self.metrics = Some(Metrics::new(listener, status, deadline, server_name).start());
+        self.metrics = Some(Metrics::new(listener, source, deadline, server_name).start());
         Ok(())
     }
 
@@ -309,6 +306,22 @@ pub(crate) fn listening_sockets(config: &Config) -> Result<Vec<TcpListener>, Ser
     }
 }
 
+/// The metrics endpoint's socket of `config`, if it has one: bound now (with the interfaces'
+/// backlog), or a duplicate of the one given already listening.
+pub(crate) fn metrics_socket(config: &Config) -> Result<Option<TcpListener>, ServerError> {
+    let listener = match &config.metrics {
+        None => return Ok(None),
+        Some(MetricsSocket::Bind(addr)) => {
+            bind(&Interface { addr: *addr }, config.queue_size, false)?
+        }
+        Some(MetricsSocket::Listening(socket)) => adopt(socket)?,
+    };
+    if let Ok(addr) = listener.local_addr() {
+        log::info!("metrics on http://{addr}/metrics");
+    }
+    Ok(Some(listener))
+}
+
 /// A non-blocking duplicate of a socket given already listening.
 fn adopt(socket: &TcpListener) -> Result<TcpListener, ServerError> {
     let dup = socket.try_clone().map_err(ServerError::Listener)?;
@@ -352,6 +365,9 @@ impl Actor for Server {
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.config.handle_signals {
             ctx.spawn(watch_signals(ctx.address()).into_actor(self));
+        }
+        if let (true, Some(notifier)) = (self.config.reports_to_master, &self.config.notifier) {
+            actix::spawn(heartbeat(self.stats.clone(), notifier.clone()));
         }
         if let Some(limit) = self.config.recycle_after {
             ctx.run_interval(RECYCLE_CHECK.min(self.config.tick), move |server, ctx| {
@@ -434,11 +450,37 @@ impl actix::Handler<Restart> for Server {
     }
 }
 
+impl actix::Handler<Collect> for Server {
+    type Result = MessageResult<Collect>;
+
+    fn handle(&mut self, _: Collect, _ctx: &mut Self::Context) -> Self::Result {
+        let report = self.stats.report(self.running.is_some());
+        let sample = Sample {
+            child: None,
+            stuck: false,
+            report,
+        };
+        MessageResult(vec![sample])
+    }
+}
+
 impl actix::Handler<Status> for Server {
     type Result = MessageResult<Status>;
 
     fn handle(&mut self, _: Status, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.stats.report(self.running.is_some()))
+    }
+}
+
+/// Sends the master (`--workers`) this process's counters every [`HEARTBEAT`], from a task of
+/// its own: the Server's mailbox waits while it stops or restarts, the heartbeat does not.
+async fn heartbeat(stats: Arc<Stats>, master: Notifier) {
+    let mut beats = tokio::time::interval(HEARTBEAT);
+    loop {
+        beats.tick().await;
+        if let Err(e) = master.send(&stats.report(true).to_notice()) {
+            log::debug!("cannot report to the master: {e}");
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Counters shared by the actors, read by `Status` without a message round trip.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// Live gauges and running totals of one server (they survive restarts).
 ///
@@ -23,6 +25,32 @@ pub struct Stats {
     connections: AtomicU64,
     /// Responses sent.
     requests: AtomicU64,
+    /// Every live worker's [`RequestClock`], so that a report can tell how long the oldest
+    /// request in progress has run (a stuck application); a worker's own clock costs it no
+    /// lock per request.
+    clocks: Mutex<Vec<Weak<AtomicU64>>>,
+}
+
+/// When the request a worker serves began (milliseconds of the coarse monotonic clock; 0:
+/// none), read by [`Stats::report`].
+pub(crate) struct RequestClock(Arc<AtomicU64>);
+
+impl RequestClock {
+    /// A request begins.
+    pub(crate) fn start(&self) {
+        self.0.store(now_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// The request is done.
+    pub(crate) fn stop(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds of the coarse monotonic clock (a few ms of resolution, no system call).
+fn now_ms() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
 }
 
 /// A snapshot of `Stats`, the answer to `Status`.
@@ -42,6 +70,9 @@ pub struct StatusReport {
     pub connections_total: u64,
     /// Responses sent since the server was created.
     pub requests_total: u64,
+    /// How long the oldest request in progress has been served (zero when none is): a
+    /// request stuck in the application shows here.
+    pub longest_request: Duration,
 }
 
 /// Which gauge a delta applies to.
@@ -115,6 +146,124 @@ impl Stats {
             idle_connections: self.get(Gauge::Idle),
             connections_total: self.connections.load(Ordering::Relaxed),
             requests_total: self.requests.load(Ordering::Relaxed),
+            longest_request: self.longest_request(),
+        }
+    }
+
+    /// A clock for a new worker, read by every report while the worker lives.
+    pub(crate) fn request_clock(&self) -> RequestClock {
+        let clock = Arc::new(AtomicU64::new(0));
+        let mut clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
+        clocks.retain(|clock| clock.strong_count() > 0);
+        clocks.push(Arc::downgrade(&clock));
+        RequestClock(clock)
+    }
+
+    /// The age of the oldest request in progress.
+    fn longest_request(&self) -> Duration {
+        let now = now_ms();
+        let clocks = self.clocks.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest = (clocks.iter().filter_map(Weak::upgrade))
+            .map(|clock| clock.load(Ordering::Relaxed))
+            .filter(|&since| since > 0)
+            .min();
+        oldest.map_or(Duration::ZERO, |since| {
+            Duration::from_millis(now.saturating_sub(since))
+        })
+    }
+}
+
+/// The sd_notify variable a worker process of a master reports its status in: the fields of
+/// a [`StatusReport`] in order, as numbers (`running` as 0 or 1, `longest_request` in ms).
+const NOTICE: &str = "X_SKYROCKET_STATUS=";
+
+impl StatusReport {
+    /// The report as an sd_notify datagram, for the master (`--workers`).
+    pub(crate) fn to_notice(self) -> String {
+        let fields = [
+            u64::from(self.running),
+            self.threads as u64,
+            self.busy as u64,
+            self.queued as u64,
+            self.idle_connections as u64,
+            self.connections_total,
+            self.requests_total,
+            self.longest_request.as_millis() as u64,
+        ];
+        let fields: Vec<String> = fields.iter().map(u64::to_string).collect();
+        format!("{NOTICE}{}\n", fields.join(" "))
+    }
+
+    /// The report a datagram of [`StatusReport::to_notice`] carries, if it carries one.
+    pub(crate) fn from_notice(datagram: &[u8]) -> Option<StatusReport> {
+        let text = std::str::from_utf8(datagram).ok()?;
+        let line = text.lines().find_map(|line| line.strip_prefix(NOTICE))?;
+        let numbers: Vec<u64> = (line.split(' ').map(str::parse))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let [running, threads, busy, queued, idle, connections, requests, longest_ms] = numbers[..]
+        else {
+            return None;
+        };
+        Some(StatusReport {
+            running: running != 0,
+            threads: threads as usize,
+            busy: busy as usize,
+            queued: queued as usize,
+            idle_connections: idle as usize,
+            connections_total: connections,
+            requests_total: requests,
+            longest_request: Duration::from_millis(longest_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::wait_until;
+
+    #[test]
+    fn the_longest_request_is_the_oldest_clock_running() {
+        let stats = Stats::default();
+        let (first, second) = (stats.request_clock(), stats.request_clock());
+        assert_eq!(stats.report(true).longest_request, Duration::ZERO);
+        first.start();
+        wait_until("the request has run 20 ms", || {
+            stats.report(true).longest_request >= Duration::from_millis(20)
+        });
+        second.start();
+        assert!(stats.report(true).longest_request >= Duration::from_millis(20));
+        drop(first);
+        assert!(stats.report(true).longest_request < Duration::from_millis(20));
+        second.stop();
+        assert_eq!(stats.report(true).longest_request, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_report_goes_through_a_notice_unchanged() {
+        let report = StatusReport {
+            running: true,
+            threads: 10,
+            busy: 3,
+            queued: 2,
+            idle_connections: 7,
+            connections_total: 41,
+            requests_total: 1234,
+            longest_request: Duration::from_millis(1500),
+        };
+        let notice = report.to_notice();
+        assert_eq!(notice, "X_SKYROCKET_STATUS=1 10 3 2 7 41 1234 1500\n");
+        assert_eq!(StatusReport::from_notice(notice.as_bytes()), Some(report));
+        let invalid = [
+            &b"READY=1\n"[..],
+            b"X_SKYROCKET_STATUS=1 10 3\n",
+            b"X_SKYROCKET_STATUS=1 10 3 2 7 41 1234 x\n",
+            b"X_SKYROCKET_STATUS=1 10 3 2 7 41 1234 1500 9\n",
+            b"\xff",
+        ];
+        for datagram in invalid {
+            assert_eq!(StatusReport::from_notice(datagram), None, "{datagram:?}");
         }
     }
 }

@@ -38,7 +38,7 @@ fn adopt_master_sockets() {
 }
 
 /// Where the service manager listens for state changes.
-const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
+pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 
 /// A listening socket passed by the service manager.
 #[derive(Debug)]
@@ -158,7 +158,8 @@ impl Notifier {
         }
     }
 
-    fn send(&self, message: &str) -> io::Result<()> {
+    /// Sends one datagram of sd_notify lines.
+    pub(crate) fn send(&self, message: &str) -> io::Result<()> {
         let socket = UnixDatagram::unbound()?;
         socket.send_to_addr(message.as_bytes(), &self.addr)?;
         Ok(())

@@ -111,7 +111,7 @@ fn bad_flags_are_a_one_line_error() {
     let table: [&[&str]; 19] = [
         &["--bogus"],
         &["--workers", "0"],
-        &["--workers", "2", "--metrics", "127.0.0.1:0"],
+        &["--worker-timeout", "soon"],
         &["--metrics", "nowhere"],
         &["--proxy-protocol", "v3"],
         &["--proxy-allow-from", "10.0.0.0/33"],

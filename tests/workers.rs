@@ -119,3 +119,271 @@ fn max_requests_recycles_children_and_every_new_connection_is_served() {
     });
     server.line_with("finished (max_requests, or a stop); replaced");
 }
+
+#[test]
+fn sighup_starts_new_children_then_stops_the_old_ones() {
+    let server = Running::start(&TWO_WORKERS);
+    let addr = server.addrs[0];
+    let old = processes_serving(addr, 2);
+    server.signal("HUP");
+    server.line_with("reload done: 2 new worker processes serve, 2 old ones stop");
+    for pid in &old {
+        wait_until(&format!("old worker process {pid} exits"), || gone(*pid));
+    }
+    let new = processes_serving(addr, 2);
+    assert!(new.is_disjoint(&old), "{new:?} are new, not {old:?}");
+}
+
+/// The scrape of a master's metrics endpoint, whose address its start-up lines name.
+fn scrape(server: &Running) -> String {
+    let line = (server.startup.iter())
+        .find_map(|line| line.split("metrics on http://").nth(1))
+        .expect("the metrics line");
+    let addr: SocketAddr = line.trim_end_matches("/metrics").parse().unwrap();
+    let resp = Conn::new(common::connect(addr)).request(&get("/metrics"));
+    assert_eq!(resp.status, 200);
+    resp.text()
+}
+
+#[test]
+fn the_master_serves_every_childs_counters_labelled_with_its_pid() {
+    let args = [&TWO_WORKERS[..], &["--metrics", "127.0.0.1:0"]].concat();
+    let server = Running::start(&args);
+    let children = processes_serving(server.addrs[0], 2);
+    wait_until("both children report", || {
+        let text = scrape(&server);
+        (children.iter()).all(|pid| text.contains(&format!("skyrocket_up{{pid=\"{pid}\"}} 1\n")))
+    });
+    let text = scrape(&server);
+    for pid in &children {
+        let served = format!("skyrocket_requests_total{{pid=\"{pid}\"}} ");
+        assert!(text.contains(&served), "{served}:\n{text}");
+        assert!(
+            text.contains(&format!("skyrocket_stuck{{pid=\"{pid}\"}} 0\n")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_silent_child_is_reported_stuck_then_replaced_and_killed() {
+    let timeouts = [
+        "--stuck-after",
+        "0.3",
+        "--worker-timeout",
+        "0.6",
+        "--shutdown-timeout",
+        "0.1",
+    ];
+    let server = Running::start(&[&TWO_WORKERS[..], &timeouts].concat());
+    let children = processes_serving(server.addrs[0], 2);
+    let frozen = *children.iter().next().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &frozen.to_string()])
+        .status();
+    assert!(status.unwrap().success());
+    server.line_with(&format!("worker process {frozen} is stuck: silent for"));
+    server.line_with(&format!(
+        "worker process {frozen} stuck past --worker-timeout: replaced"
+    ));
+    server.line_with(&format!(
+        "worker process {frozen} did not stop in time; killed"
+    ));
+    wait_until("the frozen child is gone", || gone(frozen));
+    let now = processes_serving(server.addrs[0], 2);
+    assert!(!now.contains(&frozen), "{now:?}");
+}
+
+/// A Python application in a directory of its own, rewritten by the test.
+#[cfg(feature = "python")]
+mod reload {
+    use std::io::Write;
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
+
+    use super::*;
+
+    /// A directory holding `reloaded.py`, removed on drop.
+    struct AppDir(PathBuf);
+
+    impl AppDir {
+        fn new(name: &str) -> AppDir {
+            let dir = std::env::temp_dir().join(format!("skyrocket-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            AppDir(dir)
+        }
+
+        /// Writes an application that answers `version`, or `source` as given.
+        fn write(&self, source: &str) {
+            std::fs::write(self.0.join("reloaded.py"), source).unwrap();
+        }
+
+        fn answering(&self, version: &str) {
+            self.write(&format!(
+                "import os\n\
+                 def app(environ, start_response):\n    \
+                 start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+                 return [b'{version} (process %d)' % os.getpid()]\n"
+            ));
+        }
+
+        fn start(&self) -> Running {
+            self.start_with(&[])
+        }
+
+        fn start_with(&self, more: &[&str]) -> Running {
+            let dir = self.0.to_str().unwrap();
+            let app = ["--app", "reloaded:app", "--pythonpath", dir];
+            let args = [&TWO_WORKERS[..], &app, more].concat();
+            Running::start_with(&args, "info", &[("PYTHONDONTWRITEBYTECODE", "1")])
+        }
+    }
+
+    impl Drop for AppDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// What a client asking without pause saw.
+    #[derive(Default)]
+    struct Tally {
+        /// The bodies, in order.
+        answers: Vec<String>,
+        /// Requests sent that got no response.
+        failures: Vec<String>,
+    }
+
+    /// A client that sends requests back to back on keep-alive connections (a new one when a
+    /// response says `Connection: close`, or fails) until `stop`.
+    fn keep_asking(
+        addr: SocketAddr,
+        tally: Arc<Mutex<Tally>>,
+        stop: Arc<AtomicBool>,
+    ) -> JoinHandle<()> {
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut conn = Conn::new(common::connect(addr));
+                loop {
+                    let answer = ask(&mut conn);
+                    let mut tally = tally.lock().unwrap();
+                    let closes = match answer {
+                        Ok((text, closes)) => {
+                            tally.answers.push(text);
+                            closes
+                        }
+                        Err(failure) => {
+                            tally.failures.push(failure);
+                            true
+                        }
+                    };
+                    if closes || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            }
+        })
+    }
+
+    /// One request: the version its 200 names, and whether the connection closes after it.
+    fn ask(conn: &mut Conn) -> Result<(String, bool), String> {
+        let sent = conn.stream.write_all(&get("/"));
+        let resp = sent.and_then(|()| conn.try_response(false));
+        let resp = resp.map_err(|e| e.to_string())?;
+        match resp.status {
+            200 => {
+                let text = resp.text();
+                let version = text.split(' ').next().unwrap_or_default().to_owned();
+                Ok((version, resp.header("connection") == Some("close")))
+            }
+            status => Err(format!("status {status}")),
+        }
+    }
+
+    /// Runs two clients asking without pause while `during` runs; what they saw.
+    fn asking_while(addr: SocketAddr, during: impl FnOnce(&Mutex<Tally>)) -> Tally {
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..2)
+            .map(|_| keep_asking(addr, tally.clone(), stop.clone()))
+            .collect();
+        during(&tally);
+        stop.store(true, Ordering::Relaxed);
+        clients.into_iter().for_each(|c| c.join().unwrap());
+        Arc::into_inner(tally).unwrap().into_inner().unwrap()
+    }
+
+    /// Waits until the clients got `count` answers `text` after those they had.
+    fn answered(tally: &Mutex<Tally>, text: &str, count: usize) {
+        let before = tally.lock().unwrap().answers.len();
+        wait_until(&format!("{count} answers {text:?}"), || {
+            let tally = tally.lock().unwrap();
+            tally.answers[before..]
+                .iter()
+                .filter(|a| *a == text)
+                .count()
+                >= count
+        });
+    }
+
+    #[test]
+    fn sighup_serves_the_changed_module_with_no_request_failed() {
+        let app = AppDir::new("reload");
+        app.answering("v1");
+        let server = app.start();
+        let old = processes_serving(server.addrs[0], 2);
+        let tally = asking_while(server.addrs[0], |tally| {
+            answered(tally, "v1", 20);
+            app.answering("v2");
+            server.signal("HUP");
+            server.line_with("reload done");
+            for pid in &old {
+                wait_until(&format!("old worker process {pid} exits"), || gone(*pid));
+            }
+            answered(tally, "v2", 20);
+        });
+        assert_eq!(tally.failures, Vec::<String>::new(), "requests failed");
+        assert_eq!(tally.answers.last().map(String::as_str), Some("v2"));
+    }
+
+    #[test]
+    fn a_reload_whose_children_cannot_start_leaves_the_old_ones_serving() {
+        let app = AppDir::new("broken-reload");
+        app.answering("v1");
+        let server = app.start();
+        let old = processes_serving(server.addrs[0], 2);
+        let tally = asking_while(server.addrs[0], |tally| {
+            app.write("def app(:\n");
+            server.signal("HUP");
+            server.line_with("reload failed");
+            answered(tally, "v1", 20);
+        });
+        assert_eq!(tally.failures, Vec::<String>::new(), "requests failed");
+        assert!(tally.answers.iter().all(|a| a == "v1"));
+        assert_eq!(processes_serving(server.addrs[0], 2), old);
+    }
+
+    #[test]
+    fn a_request_stuck_in_the_application_is_reported_until_it_ends() {
+        let app = AppDir::new("stuck");
+        app.write(
+            "import os, time\n\
+             def app(environ, start_response):\n    \
+             if environ['PATH_INFO'] == '/stuck':\n        \
+             time.sleep(1.5)\n    \
+             start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+             return [b'v1 (process %d)' % os.getpid()]\n",
+        );
+        let server = app.start_with(&["--stuck-after", "0.5"]);
+        let addr = server.addrs[0];
+        processes_serving(addr, 2);
+        let stuck =
+            std::thread::spawn(move || Conn::new(common::connect(addr)).request(&get("/stuck")));
+        let line = server.line_with("is stuck: a request has run for");
+        server.line_with("is no longer stuck");
+        assert_eq!(stuck.join().unwrap().status, 200, "{line}");
+    }
+}

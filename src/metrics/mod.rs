@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 
 use crate::http::{encode_head, error_response, parse_head, Limits, ProtocolError};
 use crate::http::{RequestHead, ResponseFraming};
-use crate::server::Status;
+use crate::stats::StatusReport;
 
 /// The most scrapes served at once.
 pub(crate) const MAX_SCRAPES: usize = 16;
@@ -33,6 +33,22 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// The most bytes a scrape's request head may have.
 const MAX_HEAD: usize = 8 * 1024;
+
+/// Asks for the counters a scrape exposes: the Server answers with its own, a master with
+/// one sample per worker process.
+#[derive(Message)]
+#[rtype(result = "Vec<Sample>")]
+pub(crate) struct Collect;
+
+/// The counters of one process.
+pub(crate) struct Sample {
+    /// The worker process they come from (the `pid` label), when a master collected them.
+    pub(crate) child: Option<u32>,
+    /// Whether the master takes that process for stuck (`--stuck-after`).
+    pub(crate) stuck: bool,
+    /// The counters.
+    pub(crate) report: StatusReport,
+}
 
 /// Serves the metrics endpoint.
 pub(crate) struct Metrics {
@@ -44,8 +60,8 @@ pub(crate) struct Metrics {
 
 /// What every scrape needs.
 struct Scrape {
-    /// Where the counters come from: the Server (a test stands in for it).
-    status: Recipient<Status>,
+    /// Where the counters come from: the Server, or a master (a test stands in for them).
+    source: Recipient<Collect>,
     /// How long a scraper may take to send its request, and to take the answer.
     deadline: Duration,
     /// The `Server` header value.
@@ -55,15 +71,15 @@ struct Scrape {
 }
 
 impl Metrics {
-    /// A Metrics actor on `socket` (listening, non-blocking), asking `status` for counters.
+    /// A Metrics actor on `socket` (listening, non-blocking), asking `source` for counters.
     pub(crate) fn new(
         socket: TcpListener,
-        status: Recipient<Status>,
+        source: Recipient<Collect>,
         deadline: Duration,
         server_name: String,
     ) -> Self {
         let scrape = Scrape {
-            status,
+            source,
             deadline,
             server_name,
             serving: Cell::new(0),
@@ -190,11 +206,11 @@ impl Scrape {
                 "Service Unavailable\n".into(),
             )
         };
-        let asked = tokio::time::timeout(self.deadline, self.status.send(Status)).await;
-        let Ok(Ok(report)) = asked else {
+        let asked = tokio::time::timeout(self.deadline, self.source.send(Collect)).await;
+        let Ok(Ok(samples)) = asked else {
             return unavailable();
         };
-        match exposition::exposition(&report) {
+        match exposition::exposition(&samples) {
             Ok(text) => {
                 let kind = HeaderValue::from_static(exposition::CONTENT_TYPE);
                 headers.insert(CONTENT_TYPE, kind);
@@ -231,32 +247,32 @@ mod tests {
     use crate::stats::StatusReport;
     use std::io::{Read, Write};
 
-    /// Stands in for the Server: answers `Status` with a fixed report.
+    /// Stands in for the Server: answers `Collect` with a fixed report.
     struct FakeServer(StatusReport);
 
     impl Actor for FakeServer {
         type Context = actix::Context<Self>;
     }
 
-    impl actix::Handler<Status> for FakeServer {
-        type Result = MessageResult<Status>;
+    impl actix::Handler<Collect> for FakeServer {
+        type Result = MessageResult<Collect>;
 
-        fn handle(&mut self, _: Status, _: &mut Self::Context) -> Self::Result {
-            MessageResult(self.0)
+        fn handle(&mut self, _: Collect, _: &mut Self::Context) -> Self::Result {
+            MessageResult(exposition::alone(self.0))
         }
     }
 
-    /// Stands in for a Server that never answers `Status` (busy draining).
+    /// Stands in for a Server that never answers `Collect` (busy draining).
     struct SilentServer;
 
     impl Actor for SilentServer {
         type Context = actix::Context<Self>;
     }
 
-    impl actix::Handler<Status> for SilentServer {
-        type Result = ResponseFuture<StatusReport>;
+    impl actix::Handler<Collect> for SilentServer {
+        type Result = ResponseFuture<Vec<Sample>>;
 
-        fn handle(&mut self, _: Status, _: &mut Self::Context) -> Self::Result {
+        fn handle(&mut self, _: Collect, _: &mut Self::Context) -> Self::Result {
             Box::pin(std::future::pending())
         }
     }
@@ -267,11 +283,11 @@ mod tests {
         start_asking(fake, deadline)
     }
 
-    fn start_asking(status: Recipient<Status>, deadline: Duration) -> SocketAddr {
+    fn start_asking(source: Recipient<Collect>, deadline: Duration) -> SocketAddr {
         let socket = TcpListener::bind("127.0.0.1:0").unwrap();
         socket.set_nonblocking(true).unwrap();
         let addr = socket.local_addr().unwrap();
-        Metrics::new(socket, status, deadline, "test".into()).start();
+        Metrics::new(socket, source, deadline, "test".into()).start();
         addr
     }
 

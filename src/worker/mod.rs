@@ -49,10 +49,10 @@ impl Worker {
     ) -> Self {
         Worker {
             id,
+            bufs: Buffers::new(pool.settings.stats.request_clock()),
             pool,
             retire,
             dispatcher,
-            bufs: Buffers::default(),
             role: Role::Free,
         }
     }

@@ -17,6 +17,7 @@ use crate::http::{
     RequestHead,
 };
 use crate::pool::Settings;
+use crate::stats::RequestClock;
 
 use super::body::{BodyFault, BodyReader};
 use super::origin::origin;
@@ -78,13 +79,25 @@ enum Awaited {
 }
 
 /// A worker's buffers, lent to each connection it serves so that serving allocates nothing
-/// for them.
-#[derive(Default)]
+/// for them, and its request clock.
 pub(crate) struct Buffers {
     /// Where bytes read from a client land.
     read: BytesMut,
     /// Where response heads are built.
     out: Vec<u8>,
+    /// Runs while a request is served, so that `Status` can tell a stuck application.
+    clock: RequestClock,
+}
+
+impl Buffers {
+    /// Empty buffers, and the worker's clock.
+    pub(crate) fn new(clock: RequestClock) -> Self {
+        Buffers {
+            read: BytesMut::new(),
+            out: Vec::new(),
+            clock,
+        }
+    }
 }
 
 /// How serving a connection ends.
@@ -266,7 +279,7 @@ impl Session<'_> {
                 Awaited::Closed => return End::Close,
             }
             let after = match self.receive_request() {
-                Ok(head) => self.serve_request(head),
+                Ok(head) => self.timed(head),
                 Err(NoHead::NotReady | NoHead::Partial) => return End::Idle,
                 Err(NoHead::Closed) => After::Close,
                 Err(NoHead::Invalid(e)) => self.refuse_head(e),
@@ -386,6 +399,14 @@ impl Session<'_> {
     fn refuse(&self, remote: IpAddr, request: Request<'_>, err: ProtocolError) -> After {
         (self.settings.access_log).refused(remote, request, &err);
         After::Reject(err)
+    }
+
+    /// Serves a request with the worker's request clock running.
+    fn timed(&mut self, head: RequestHead) -> After {
+        self.bufs.clock.start();
+        let after = self.serve_request(head);
+        self.bufs.clock.stop();
+        after
     }
 
     fn serve_request(&mut self, mut head: RequestHead) -> After {
