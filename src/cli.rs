@@ -84,6 +84,10 @@ pub(crate) struct Cli {
     /// Seconds a graceful stop waits for in-flight requests.
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "30")]
     pub shutdown_timeout: Duration,
+    /// Seconds a graceful stop keeps an idle keep-alive connection open after its last
+    /// response, for a request on its way (answered with Connection: close); at most --timeout.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "1")]
+    pub drain_idle: Duration,
     /// Connections that may wait for a busy pool at max-threads before accepting pauses.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_QUEUED)]
     pub max_queued: usize,
@@ -227,6 +231,7 @@ impl Cli {
             .timeout(self.timeout)
             .read_timeout(self.read_timeout)
             .shutdown_timeout(self.shutdown_timeout)
+            .drain_idle(self.drain_idle)
             .max_body(self.max_body)
             .max_queued(self.max_queued)
             .max_headers(self.max_headers)

@@ -95,6 +95,11 @@ pub struct Config {
     pub(crate) read_timeout: Duration,
     /// How long a graceful stop waits for in-flight requests.
     pub(crate) shutdown_timeout: Duration,
+    /// How long a graceful stop leaves an idle keep-alive connection open, counted from when
+    /// it was parked (at most `timeout`): a client may be sending its next request as the
+    /// drain begins, and closing the connection under it would lose that request. A request
+    /// that arrives in time is answered with `Connection: close`.
+    pub(crate) drain_idle: Duration,
     /// Whether the server installs SIGTERM/SIGINT/SIGHUP/SIGUSR1 handlers.
     pub(crate) handle_signals: bool,
     /// Size limits of a request head.
@@ -180,6 +185,8 @@ pub struct ConfigBuilder {
     read_timeout: Duration,
     /// See [`Config::shutdown_timeout`].
     shutdown_timeout: Duration,
+    /// See [`Config::drain_idle`] (not yet capped by `timeout`).
+    drain_idle: Duration,
     /// See [`Config::handle_signals`].
     handle_signals: bool,
     /// See [`Config::limits`].
@@ -226,6 +233,7 @@ impl Default for ConfigBuilder {
             timeout: Duration::from_secs(600),
             read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+            drain_idle: Duration::from_secs(1),
             handle_signals: true,
             limits: Limits::default(),
             max_body: DEFAULT_MAX_BODY,
@@ -320,6 +328,16 @@ impl ConfigBuilder {
     /// Sets how long a graceful stop waits (default 30 s).
     pub fn shutdown_timeout(mut self, d: Duration) -> Self {
         self.shutdown_timeout = d;
+        self
+    }
+
+    /// Sets how long a graceful stop keeps an idle keep-alive connection open after its last
+    /// response, for a request already on its way (default 1 s; never longer than
+    /// [`ConfigBuilder::timeout`]). A request that arrives in time is answered with
+    /// `Connection: close`; a connection with input waiting is never closed under it; a
+    /// silent one is closed then (within a `tick`). `shutdown_timeout` still bounds it all.
+    pub fn drain_idle(mut self, d: Duration) -> Self {
+        self.drain_idle = d;
         self
     }
 
@@ -461,6 +479,7 @@ impl ConfigBuilder {
             timeout: self.timeout,
             read_timeout: self.read_timeout,
             shutdown_timeout: self.shutdown_timeout,
+            drain_idle: self.drain_idle.min(self.timeout),
             handle_signals: self.handle_signals,
             limits: self.limits,
             max_body: self.max_body,
@@ -686,9 +705,20 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(600));
         assert_eq!(c.read_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.drain_idle, Duration::from_secs(1));
         assert_eq!(c.queue_size, libc::SOMAXCONN as u32);
         assert!(c.handle_signals);
         assert_eq!(c.limits.max_head, 64 * 1024);
+    }
+
+    #[test]
+    fn drain_idle_is_never_longer_than_timeout() {
+        let b = || Config::builder().timeout(Duration::from_millis(500));
+        assert_eq!(b().build().unwrap().drain_idle, Duration::from_millis(500));
+        let short = b().drain_idle(Duration::from_millis(200)).build().unwrap();
+        assert_eq!(short.drain_idle, Duration::from_millis(200));
+        let none = b().drain_idle(Duration::ZERO).build().unwrap();
+        assert_eq!(none.drain_idle, Duration::ZERO, "silent ones close at once");
     }
 
     #[test]

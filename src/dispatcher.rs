@@ -46,7 +46,8 @@ pub(crate) struct Exhausted;
 #[rtype(result = "()")]
 pub(crate) struct Tick;
 
-/// Answers once no worker is serving and no new connection with a request waits.
+/// Answers once no worker is serving, no keep-alive connection is parked and no new
+/// connection with a request waits.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Drain;
@@ -206,14 +207,18 @@ impl Dispatcher {
         }
     }
 
-    /// Answers `Drain` once no worker serves, no response waits to be sent, and no new
-    /// connection waits, or the ones that wait have sent nothing for a whole poll period (they
-    /// carry no request in flight).
+    /// Answers `Drain` once no worker serves, no served connection is parked (neither an idle
+    /// one, which the Monitor of a draining pool closes once silent, nor one still sending a
+    /// response), and no new connection waits, or the ones that wait have sent nothing for a
+    /// whole poll period (they carry no request in flight).
     fn check_drained(&mut self) {
         let progress = self.pool.progress();
         let quiet = self.drain_progress.replace(progress) == Some(progress);
         let nothing_waits = self.pool.idle.fresh() == 0 || quiet;
-        if self.pool.serving() == 0 && self.pool.idle.sending() == 0 && nothing_waits {
+        let idle = &self.pool.idle;
+        // A worker owns a connection it took before it counts itself serving: both count.
+        let nobody_serves = self.pool.serving() == 0 && idle.owned() == 0;
+        if nobody_serves && idle.served() == 0 && nothing_waits {
             for done in self.drains.drain(..) {
                 let _ = done.send(());
             }
@@ -662,6 +667,51 @@ mod tests {
             .expect("Drain answers once the new connection stays silent")
             .unwrap();
         assert_eq!(h.pool.idle.fresh(), 1, "Drain closes nothing");
+    }
+
+    #[actix::test]
+    async fn drain_waits_until_no_keep_alive_connection_is_parked() {
+        let h = Harness::start(1, 1, &[], TICK);
+        h.ready().await;
+        let (_client, conn) = pair(&h.listener);
+        h.pool.idle.admit(conn, false).unwrap();
+        let mut drain = Box::pin(h.addr.send(Drain));
+        h.send(Tick).await;
+        tokio::task::yield_now().await;
+        assert!(
+            !is_ready(&mut drain).await,
+            "Drain answered while a keep-alive connection is parked"
+        );
+
+        // The Monitor of a draining pool closes it once silent.
+        assert_eq!(h.pool.idle.take_silent(Duration::ZERO).len(), 1);
+        tokio::time::timeout(WAIT, drain)
+            .await
+            .expect("Drain answers once no keep-alive connection is parked")
+            .unwrap();
+    }
+
+    #[actix::test]
+    async fn drain_waits_for_a_connection_taken_before_its_worker_counts_itself_serving() {
+        let h = Harness::start(1, 1, &[], TICK);
+        h.ready().await;
+        let (mut client, conn) = pair(&h.listener);
+        h.pool.idle.admit(conn, false).unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let (taken, _) = h.pool.idle.take_ready(WAIT).expect("the request is ready");
+        let mut drain = Box::pin(h.addr.send(Drain));
+        h.send(Tick).await;
+        tokio::task::yield_now().await;
+        assert!(
+            !is_ready(&mut drain).await,
+            "Drain answered while a worker owns a connection"
+        );
+
+        h.pool.idle.forget_any(taken.ticket);
+        tokio::time::timeout(WAIT, drain)
+            .await
+            .expect("Drain answers once the connection is given up")
+            .unwrap();
     }
 
     #[actix::test]

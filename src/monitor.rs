@@ -1,7 +1,8 @@
 //! The Monitor actor: keeps time for a pool. Every tick it closes connections idle longer
 //! than `timeout`, answers 408 to requests that did not arrive in time, resets responses left
-//! unread, and sends `Tick` to the Dispatcher; on stop it closes the idle connections, on
-//! restart it hands every waiting connection over to the next pool.
+//! unread, and sends `Tick` to the Dispatcher; while the pool drains (graceful stop) it also
+//! closes the keep-alive connections that stayed silent for `drain_idle`; on restart it hands
+//! every waiting connection over to the next pool.
 //!
 //! The waiting itself needs no thread per connection: connections wait in the pool's idle
 //! set, one epoll instance that free workers wait on.
@@ -19,11 +20,18 @@ use crate::dispatcher::Tick;
 use crate::http::{error_response, ProtocolError};
 use crate::pool::Pool;
 
-/// Closes the idle keep-alive connections and stops the Monitor (graceful stop: connections
-/// never served yet stay, for the draining workers).
+/// The pool drains (graceful stop): from now on, every tick also closes, with a FIN, the
+/// served connections parked silent for `drain_idle`. Those with input waiting, partial
+/// requests and unsent responses stay for the workers (and the usual expiries); connections
+/// never served yet stay for the draining workers.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Close;
+pub(crate) struct Draining;
+
+/// Stops the Monitor: the end of a stop (the Dispatcher's `Shutdown` closes what is left).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Halt;
 
 /// Takes every waiting connection, with whether it was never served, and stops the Monitor
 /// (restart: they move to the next pool).
@@ -37,6 +45,10 @@ pub(crate) struct Monitor {
     pool: Arc<Pool>,
     /// How long a connection may stay idle.
     timeout: Duration,
+    /// How long a served connection may stay silent once the pool drains.
+    drain_idle: Duration,
+    /// The pool drains: silent connections are closed after `drain_idle`.
+    draining: bool,
     /// The tick period.
     tick: Duration,
     /// Where ticks go.
@@ -44,22 +56,35 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
-    /// A Monitor closing connections idle for `timeout` and ticking every `tick`.
+    /// A Monitor closing connections idle for `timeout` (`drain_idle` once the pool drains)
+    /// and ticking every `tick`.
     pub(crate) fn new(
         pool: Arc<Pool>,
         timeout: Duration,
+        drain_idle: Duration,
         tick: Duration,
         ticks: Recipient<Tick>,
     ) -> Self {
         Monitor {
             pool,
             timeout,
+            drain_idle,
+            draining: false,
             tick,
             ticks,
         }
     }
 
     fn on_tick(&mut self) {
+        self.expire();
+        if self.draining {
+            self.close_silent();
+        }
+        self.ticks.do_send(Tick);
+    }
+
+    /// Closes what was parked too long: idle connections, late heads, unread responses.
+    fn expire(&self) {
         for (conn, _) in self.pool.idle.expire(self.timeout) {
             match (&conn.outbox, conn.request_deadline) {
                 (Some(_), _) => give_up_sending(conn),
@@ -70,7 +95,19 @@ impl Monitor {
                 (None, None) => log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout),
             }
         }
-        self.ticks.do_send(Tick);
+    }
+
+    /// Closes, with a FIN, the served connections parked silent for `drain_idle`: nothing is
+    /// unread on them, so the close sends no reset.
+    fn close_silent(&self) {
+        for conn in self.pool.idle.take_silent(self.drain_idle) {
+            let grace = self.drain_idle;
+            log::debug!(
+                "{}: silent for {grace:?} while draining; closing",
+                conn.peer
+            );
+            let _ = conn.stream.shutdown(Shutdown::Write);
+        }
     }
 
     /// Answers a head that did not arrive in time with 408 (if the socket takes it at once)
@@ -104,12 +141,19 @@ impl Actor for Monitor {
     }
 }
 
-impl actix::Handler<Close> for Monitor {
+impl actix::Handler<Draining> for Monitor {
     type Result = ();
 
-    fn handle(&mut self, _: Close, ctx: &mut Self::Context) {
-        let closed = self.pool.idle.take_idle().len();
-        log::debug!("closed {closed} idle connections");
+    fn handle(&mut self, _: Draining, _ctx: &mut Self::Context) {
+        self.draining = true;
+        self.close_silent();
+    }
+}
+
+impl actix::Handler<Halt> for Monitor {
+    type Result = ();
+
+    fn handle(&mut self, _: Halt, ctx: &mut Self::Context) {
         ctx.stop();
     }
 }
@@ -138,6 +182,9 @@ mod tests {
     use crate::stats::{Gauge, Stats};
     use crate::test_support::*;
 
+    /// The drain's grace in these tests.
+    const DRAIN_IDLE: Duration = SHORT_TIMEOUT;
+
     /// A Monitor of a fresh pool, ticking into a channel.
     struct Watch {
         addr: Addr<Monitor>,
@@ -151,7 +198,7 @@ mod tests {
         fn start(timeout: Duration) -> Watch {
             let (pool, stats) = new_pool(TICK);
             let (to, ticks) = tick_recipient();
-            let addr = Monitor::new(pool.clone(), timeout, TICK, to).start();
+            let addr = Monitor::new(pool.clone(), timeout, DRAIN_IDLE, TICK, to).start();
             Watch {
                 addr,
                 pool,
@@ -286,25 +333,43 @@ mod tests {
     }
 
     #[actix::test]
-    async fn close_closes_idle_connections_keeps_fresh_ones_and_stops() {
+    async fn draining_closes_a_silent_connection_after_the_grace_with_a_fin() {
         let watch = Watch::start(LONG_TIMEOUT);
-        let mut fresh = watch.park(true);
-        let idle = watch.park(false);
-        let idle2 = watch.park(false);
-        assert_eq!(watch.stats.get(Gauge::Idle), 2);
+        let parked_at = Instant::now();
+        let silent = watch.park(false);
+        watch.addr.send(Draining).await.unwrap();
 
-        watch.addr.send(Close).await.unwrap();
-        assert_closed_async(idle).await;
-        assert_closed_async(idle2).await;
+        assert_closed_async(silent).await; // EOF: a FIN, not a reset
+        assert!(parked_at.elapsed() >= DRAIN_IDLE, "closed before the grace");
+        assert!(watch.pool.idle.is_empty());
         assert_eq!(watch.stats.get(Gauge::Idle), 0);
-        assert_eq!(watch.stats.get(Gauge::Queued), 1);
-        assert_eq!((watch.pool.idle.len(), watch.pool.idle.fresh()), (1, 1));
-        wait_until_async("the monitor stops", || !watch.addr.connected()).await;
+    }
 
-        // The fresh one is still open and watched, for the draining workers.
-        fresh.write_all(b"GET").unwrap();
-        let conn = take(&watch.pool.idle, WAIT).expect("still there");
-        assert_eq!(conn.peer.port(), port(&fresh));
+    #[actix::test]
+    async fn draining_leaves_a_connection_with_input_and_a_fresh_one_to_the_workers() {
+        let mut watch = Watch::start(LONG_TIMEOUT);
+        let mut talking = watch.park(false);
+        let _fresh = watch.park(true);
+        talking.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        watch.addr.send(Draining).await.unwrap();
+
+        let since = Instant::now();
+        while next(&mut watch.ticks).await < since + DRAIN_IDLE + 2 * TICK {}
+        assert_eq!(watch.pool.idle.len(), 2, "ticking on, neither closed");
+
+        // A worker takes the one with input.
+        let conn = take(&watch.pool.idle, WAIT).expect("still watched");
+        assert_eq!(conn.peer.port(), port(&talking));
+    }
+
+    #[actix::test]
+    async fn halt_stops_the_monitor_and_leaves_parked_connections_to_shutdown() {
+        let watch = Watch::start(LONG_TIMEOUT);
+        let _fresh = watch.park(true);
+        let _idle = watch.park(false);
+        watch.addr.send(Halt).await.unwrap();
+        wait_until_async("the monitor stops", || !watch.addr.connected()).await;
+        assert_eq!((watch.pool.idle.len(), watch.pool.idle.fresh()), (2, 1));
     }
 
     #[actix::test]

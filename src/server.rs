@@ -15,7 +15,7 @@ use crate::config::{Config, Interface, MetricsSocket};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
 use crate::listener::{Backpressure, Listener, Pause};
 use crate::metrics::{Collect, Metrics, Sample};
-use crate::monitor::{Close, Handover, Monitor};
+use crate::monitor::{Draining, Halt, Handover, Monitor};
 use crate::pool::{IdleSet, Pool, Settings};
 use crate::signals::{self, Received};
 use crate::stats::{Stats, StatusReport};
@@ -37,7 +37,9 @@ pub struct Start;
 /// Stop serving: close the listening sockets at once, then the connections.
 ///
 /// Graceful: in-flight requests finish (within `shutdown_timeout`) and their responses say
-/// `Connection: close`; idle connections close at once. Otherwise workers are stopped at once.
+/// `Connection: close`; an idle keep-alive connection stays open for `drain_idle` after its
+/// last response, so that a request already on its way is answered (with `Connection:
+/// close`) rather than lost. Otherwise workers are stopped at once.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Stop {
@@ -115,7 +117,8 @@ impl Generation {
         let pool = Arc::new(Pool::new(settings, idle, cores, config.tick));
         let dispatcher_ctx = actix::Context::<Dispatcher>::new();
         let ticks = dispatcher_ctx.address().recipient();
-        let monitor = Monitor::new(pool.clone(), config.timeout, config.tick, ticks).start();
+        let (timeout, drain_idle) = (config.timeout, config.drain_idle);
+        let monitor = Monitor::new(pool.clone(), timeout, drain_idle, config.tick, ticks).start();
         let factory = Worker::factory(pool.clone());
         let (min, max) = (config.min_threads, config.max_threads);
         let dispatcher = Dispatcher::new(pool.clone(), min, max, factory, stats.clone());
@@ -128,15 +131,24 @@ impl Generation {
 
     async fn stop(self, graceful: bool, deadline: Duration) {
         self.pool.settings.draining.store(true, Ordering::Relaxed);
-        let _ = self.monitor.send(Close).await;
-        if graceful
-            && tokio::time::timeout(deadline, self.dispatcher.send(Drain))
-                .await
-                .is_err()
-        {
-            log::warn!("shutdown timeout passed with requests still in flight");
+        if graceful {
+            self.drain(deadline).await;
         }
+        let _ = self.monitor.send(Halt).await;
         let _ = self.dispatcher.send(Shutdown).await;
+    }
+
+    /// Waits (up to `deadline`) until no request is in flight and no keep-alive connection is
+    /// left: the Monitor closes those that stay silent for `drain_idle`, the workers answer the
+    /// others' next request with `Connection: close`.
+    async fn drain(&self, deadline: Duration) {
+        let _ = self.monitor.send(Draining).await;
+        if tokio::time::timeout(deadline, self.dispatcher.send(Drain))
+            .await
+            .is_err()
+        {
+            log::warn!("shutdown timeout passed with requests or connections still open");
+        }
     }
 
     /// Moves the waiting connections to `next` (and those still being served, once served),

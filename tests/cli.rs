@@ -67,6 +67,8 @@ fn flags_are_accepted() {
         "1.5",
         "--shutdown-timeout",
         "2",
+        "--drain-idle",
+        "0.2",
         "--max-queued",
         "16",
         "--max-headers",
@@ -108,7 +110,7 @@ fn proxy_flags_are_accepted() {
 
 #[test]
 fn bad_flags_are_a_one_line_error() {
-    let table: [&[&str]; 19] = [
+    let table: [&[&str]; 20] = [
         &["--bogus"],
         &["--workers", "0"],
         &["--worker-timeout", "soon"],
@@ -123,6 +125,7 @@ fn bad_flags_are_a_one_line_error() {
         &["--min-threads", "abc"],
         &["--min-threads", "4", "--max-threads", "2"],
         &["--timeout", "-1"],
+        &["--drain-idle", "soon"],
         &["--bind", "localhost"],
         &["--method", "cgi"],
         &["--max-body", "-1"],

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
@@ -194,4 +195,42 @@ fn accepting_pauses_past_the_queue_bound_while_every_worker_is_busy() {
         assert_eq!(client.join().expect("client").text(), "done");
     }
     assert_eq!(server.status().connections_total, 7);
+}
+
+/// What a keep-alive client saw: responses until one said `Connection: close`, or an error
+/// instead of a response to a request it sent.
+fn requests_until_close(addr: std::net::SocketAddr) -> Result<usize, String> {
+    let mut conn = Conn::new(common::connect(addr));
+    let mut answered = 0;
+    loop {
+        let failed = |e: io::Error| format!("request {} got no response: {e}", answered + 1);
+        conn.stream.write_all(&get("/hello")).map_err(failed)?;
+        let resp = conn.try_response(false).map_err(failed)?;
+        answered += 1;
+        assert_eq!(resp.text(), "Hello, World!");
+        if resp.header("connection") == Some("close") {
+            assert!(conn.is_closed(), "closed after Connection: close");
+            return Ok(answered);
+        }
+    }
+}
+
+#[test]
+fn graceful_stop_answers_every_request_sent_on_keep_alive_connections() {
+    const CLIENTS: usize = 8;
+    let config = TestServer::config().tick(Duration::from_millis(20));
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| thread::spawn(move || requests_until_close(addr)))
+        .collect();
+    wait_until("requests flow on every connection", || {
+        let status = server.status();
+        status.connections_total == CLIENTS as u64 && status.requests_total > 200
+    });
+    server.handle().addr().do_send(Stop { graceful: true });
+    for client in clients {
+        let answered = client.join().expect("client thread");
+        assert!(answered.is_ok(), "{answered:?}");
+    }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 
 use common::client::{get, Conn};
@@ -118,6 +119,39 @@ fn max_requests_recycles_children_and_every_new_connection_is_served() {
         seen.len() >= 3
     });
     server.line_with("finished (max_requests, or a stop); replaced");
+}
+
+#[test]
+fn max_requests_loses_no_request_of_a_keep_alive_client() {
+    let args = [
+        "--workers",
+        "2",
+        "--bind",
+        "127.0.0.1:0",
+        "--min-threads",
+        "2",
+        "--max-requests",
+        "20",
+    ];
+    let server = Running::start(&args);
+    let addr = server.addrs[0];
+    let mut conn = Conn::new(common::connect(addr));
+    let mut reconnects = 0;
+    for n in 1..=1000 {
+        let sent = conn.stream.write_all(&get("/"));
+        let resp = sent.and_then(|()| conn.try_response(false));
+        let resp =
+            resp.unwrap_or_else(|e| panic!("request {n} (after {reconnects} reconnects): {e}"));
+        assert_eq!(resp.status, 200, "request {n}");
+        if resp.header("connection") == Some("close") {
+            reconnects += 1;
+            conn = Conn::new(common::connect(addr));
+        }
+    }
+    assert!(
+        reconnects >= 2,
+        "the children recycled: {reconnects} reconnects"
+    );
 }
 
 #[test]

@@ -104,8 +104,6 @@ struct Table {
     fresh: usize,
     /// Parked entries in all.
     parked: usize,
-    /// Parked entries waiting to send the rest of a response.
-    sending: usize,
     /// The set was handed over (restart): nothing more is parked here.
     sealed: bool,
     /// Reported ready and not handed out yet, oldest first.
@@ -146,7 +144,6 @@ impl IdleSet {
                 generation: 0,
                 fresh: 0,
                 parked: 0,
-                sending: 0,
                 sealed: false,
                 ready: VecDeque::with_capacity(BATCH),
                 sleepers: 0,
@@ -248,7 +245,6 @@ impl IdleSet {
     fn parked_place(&self, table: &mut Table, conn: Connection, fresh: bool) -> Place {
         table.parked += 1;
         table.fresh += usize::from(fresh);
-        table.sending += usize::from(conn.outbox.is_some());
         self.stats.inc(gauge_of(fresh));
         Place::Parked {
             conn,
@@ -347,7 +343,6 @@ impl IdleSet {
         };
         table.parked -= 1;
         table.fresh -= usize::from(fresh);
-        table.sending -= usize::from(conn.outbox.is_some());
         self.stats.dec(gauge_of(fresh));
         Some(conn)
     }
@@ -396,11 +391,28 @@ impl IdleSet {
         self.remove_parked(|_, _, _| true)
     }
 
-    /// Removes the parked connections that were served before and owe nothing (idle
-    /// keep-alive ones).
-    pub(crate) fn take_idle(&self) -> Vec<Connection> {
-        let idle = self.remove_parked(|_, fresh, conn| !fresh && conn.outbox.is_none());
-        idle.into_iter().map(|(conn, _)| conn).collect()
+    /// Removes the served connections parked for `grace` or longer with nothing going on:
+    /// no input waiting (reported or not), no partial request, no response owed (a graceful
+    /// drain closes them; the others are a worker's or the Monitor's expiry's to judge).
+    pub(crate) fn take_silent(&self, grace: Duration) -> Vec<Connection> {
+        let silent = self.remove_parked(|parked, fresh, conn| {
+            let quiet = conn.outbox.is_none() && conn.buffered.is_empty() && conn.head.is_none();
+            !fresh && parked >= grace && quiet && !has_input(&conn.stream)
+        });
+        silent.into_iter().map(|(conn, _)| conn).collect()
+    }
+
+    /// How many parked connections were served before (keep-alive ones, idle or not).
+    pub(crate) fn served(&self) -> usize {
+        let table = self.lock();
+        table.parked - table.fresh
+    }
+
+    /// How many registered connections a worker owns (took, and has not parked or
+    /// forgotten yet): serving them, or about to.
+    pub(crate) fn owned(&self) -> usize {
+        let table = self.lock();
+        table.slab.len() - table.parked
     }
 
     /// How many parked connections were never served (new connections waiting).
@@ -444,11 +456,6 @@ impl IdleSet {
     #[cfg(test)]
     pub(crate) fn sleepers(&self) -> usize {
         self.lock().sleepers
-    }
-
-    /// How many parked connections wait to send the rest of a response.
-    pub(crate) fn sending(&self) -> usize {
-        self.lock().sending
     }
 }
 
@@ -526,8 +533,10 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::Parking;
+    use crate::conn::has_input;
     use crate::stats::Gauge;
     use crate::test_support::*;
+
     #[test]
     fn hands_out_a_connection_only_once_it_has_input() {
         let (set, stats) = new_set();
@@ -658,28 +667,43 @@ mod tests {
     }
 
     #[test]
-    fn take_idle_takes_only_served_connections_and_take_all_takes_the_rest() {
+    fn take_silent_takes_only_served_connections_silent_for_the_grace() {
         let (set, stats) = new_set();
         let listener = loopback();
-        let (fresh_client, fresh) = pair(&listener);
-        let (idle_client, idle) = pair(&listener);
+        let (_fresh_client, fresh) = pair(&listener);
+        let (mut silent_client, silent) = pair(&listener);
+        let (mut talking_client, talking) = pair(&listener);
+        let (_partial_client, mut partial) = pair(&listener);
+        talking_client.write_all(b"GET").unwrap();
+        wait_until("the input arrives", || has_input(&talking.stream));
+        partial.buffered.extend_from_slice(b"GET / HT");
         set.admit(fresh, true).unwrap();
-        set.admit(idle, false).unwrap();
-        assert_eq!((set.len(), set.fresh()), (2, 1));
-        assert_eq!(stats.get(Gauge::Queued), 1);
-        assert_eq!(stats.get(Gauge::Idle), 1);
+        set.admit(silent, false).unwrap();
+        set.admit(talking, false).unwrap();
+        set.admit(partial, false).unwrap();
+        let parked = Instant::now();
+        assert!(
+            set.take_silent(LONG_TIMEOUT).is_empty(),
+            "none is that old yet"
+        );
+        wait_until("the first ones are old enough", || {
+            parked.elapsed() >= SHORT_TIMEOUT
+        });
+        let (_recent_client, recent) = pair(&listener);
+        set.admit(recent, false).unwrap();
+        assert_eq!((set.served(), stats.get(Gauge::Idle)), (4, 4));
 
-        let taken = set.take_idle();
-        assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0].peer.port(), port(&idle_client));
-        assert_eq!((set.len(), set.fresh()), (1, 1));
-        assert_eq!(stats.get(Gauge::Queued), 1);
-        assert_eq!(stats.get(Gauge::Idle), 0);
+        let taken = set.take_silent(SHORT_TIMEOUT);
+        let ports: Vec<u16> = taken.iter().map(|c| c.peer.port()).collect();
+        assert_eq!(ports, vec![port(&silent_client)], "only the silent old one");
+        drop(taken);
+        assert_closed(&mut silent_client);
+        assert_eq!((set.len(), set.fresh(), set.served()), (4, 1, 3));
+        assert_eq!(stats.get(Gauge::Idle), 3);
 
         let rest = set.take_all();
-        assert_eq!(rest.len(), 1);
-        assert_eq!(rest[0].0.peer.port(), port(&fresh_client));
-        assert!(rest[0].1, "it is fresh");
+        assert_eq!(rest.len(), 4);
+        assert_eq!(rest.iter().filter(|(_, fresh)| *fresh).count(), 1);
         assert!(set.is_empty());
         assert_eq!(stats.get(Gauge::Queued), 0);
     }

@@ -47,8 +47,8 @@ pub(crate) struct Settings {
     pub(crate) server_name: String,
     /// Gauges and totals.
     pub(crate) stats: Arc<Stats>,
-    /// Set when the pool drains: responses say `Connection: close` and connections close
-    /// instead of being parked.
+    /// Set when the pool drains: responses say `Connection: close` (and the connection closes
+    /// after its response).
     pub(crate) draining: Arc<AtomicBool>,
     /// Where a line for each answered request goes (refused ones too).
     pub(crate) access_log: Arc<AccessLog>,

@@ -72,10 +72,9 @@ enum NoHead {
 enum Awaited {
     /// Bytes of a request are buffered, or the socket was reported readable.
     Ready,
-    /// Nothing buffered: park the connection.
+    /// Nothing buffered: park the connection (while the pool drains too: the next request
+    /// may be on its way, and the Monitor closes the connection if it stays silent).
     Idle,
-    /// The pool is draining: close instead of parking.
-    Closed,
 }
 
 /// A worker's buffers, lent to each connection it serves so that serving allocates nothing
@@ -276,7 +275,6 @@ impl Session<'_> {
             match self.await_request() {
                 Awaited::Ready => {}
                 Awaited::Idle => return End::Idle,
-                Awaited::Closed => return End::Close,
             }
             let after = match self.receive_request() {
                 Ok(head) => self.timed(head),
@@ -298,11 +296,8 @@ impl Session<'_> {
     }
 
     fn await_request(&mut self) -> Awaited {
-        if !self.buf.is_empty() || self.readable || !self.socket.drained() {
-            return Awaited::Ready;
-        }
-        match self.settings.draining.load(Ordering::Relaxed) {
-            true => Awaited::Closed,
+        match !self.buf.is_empty() || self.readable || !self.socket.drained() {
+            true => Awaited::Ready,
             false => Awaited::Idle,
         }
     }
