@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use rustls::ServerConfig;
 use tokio::io::unix::AsyncFd;
 
 use crate::config::Proxies;
-use crate::conn::Connection;
+use crate::conn::{Connection, TlsSession};
 use crate::stats::{Gauge, Stats};
 
 /// How long accepting pauses after an error such as running out of file descriptors.
@@ -64,16 +65,20 @@ pub(crate) struct Listener {
     backpressure: Backpressure,
     /// Whether connections begin with a PROXY header, and from whom they are accepted then.
     proxies: Arc<Proxies>,
+    /// On a TLS interface, the configuration every connection's session starts from.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Listener {
-    /// A Listener on `socket` (a non-blocking duplicate of the Server's).
+    /// A Listener on `socket` (a non-blocking duplicate of the Server's), a TLS interface if
+    /// `tls` is given.
     pub(crate) fn new(
         socket: TcpListener,
         dispatcher: Recipient<Connection>,
         stats: Arc<Stats>,
         backpressure: Backpressure,
         proxies: Arc<Proxies>,
+        tls: Option<Arc<ServerConfig>>,
     ) -> Self {
         let addr = socket
             .local_addr()
@@ -85,6 +90,7 @@ impl Listener {
             stats,
             backpressure,
             proxies,
+            tls,
         }
     }
 }
@@ -107,6 +113,7 @@ impl Actor for Listener {
                     stats: self.stats.clone(),
                     backpressure: self.backpressure,
                     proxies: self.proxies.clone(),
+                    tls: self.tls.clone(),
                 };
                 ctx.spawn(accepting.run().into_actor(self));
             }
@@ -141,6 +148,8 @@ struct Accepting {
     backpressure: Backpressure,
     /// Whether connections begin with a PROXY header, and from whom they are accepted then.
     proxies: Arc<Proxies>,
+    /// On a TLS interface, the configuration every connection's session starts from.
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl Accepting {
@@ -188,9 +197,16 @@ impl Accepting {
             true => stream.local_addr().unwrap_or(self.addr),
             false => self.addr,
         };
+        let mut conn = Connection::accepted(stream, peer, local, proxy);
+        if let Some(config) = &self.tls {
+            match TlsSession::new(config.clone()) {
+                Ok(session) => conn.tls_session = Some(Box::new(session)),
+                Err(e) => return log::warn!("{peer}: cannot start a TLS session: {e}"),
+            }
+        }
         log::debug!("{peer}: accepted on {local}");
         self.stats.connection_accepted();
-        (self.dispatcher).do_send(Connection::accepted(stream, peer, local, proxy));
+        self.dispatcher.do_send(conn);
     }
 }
 

@@ -91,6 +91,14 @@ impl Monitor {
                 (None, Some(_)) if conn.proxy.is_some() => {
                     log::debug!("{}: PROXY header incomplete in time; closing", conn.peer)
                 }
+                (None, Some(_))
+                    if conn
+                        .tls_session
+                        .as_ref()
+                        .is_some_and(|t| t.is_handshaking()) =>
+                {
+                    log::debug!("{}: TLS handshake incomplete in time; closing", conn.peer)
+                }
                 (None, Some(_)) => self.time_out(conn),
                 (None, None) => log::debug!("{}: idle for {:?}; closing", conn.peer, self.timeout),
             }
@@ -112,7 +120,7 @@ impl Monitor {
 
     /// Answers a head that did not arrive in time with 408 (if the socket takes it at once)
     /// and closes.
-    fn time_out(&self, conn: Connection) {
+    fn time_out(&self, mut conn: Connection) {
         log::debug!("{}: request head incomplete in time; closing", conn.peer);
         let settings = &self.pool.settings;
         let request = match &conn.head {
@@ -122,7 +130,15 @@ impl Monitor {
         let timeout = ProtocolError::RequestTimeout;
         (settings.access_log).refused(conn.peer.ip(), request, &timeout);
         let response = error_response(&timeout, &settings.server_name);
-        let _ = (&conn.stream).write(&response);
+        match &mut conn.tls_session {
+            Some(tls) => {
+                let _ = tls.write_now(&conn.stream, &response);
+                tls.close(&conn.stream);
+            }
+            None => {
+                let _ = (&conn.stream).write(&response);
+            }
+        }
         let _ = conn.stream.shutdown(Shutdown::Write);
     }
 }

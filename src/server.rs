@@ -269,8 +269,8 @@ impl Server {
                         max_queued: self.config.max_queued,
                     };
                     let proxies = self.config.proxies.clone();
-                    let listener =
-                        Listener::new(dup, to, self.stats.clone(), backpressure, proxies);
+                    let stats = self.stats.clone();
+                    let listener = Listener::new(dup, to, stats, backpressure, proxies, None);
                     listeners.push(listener.start());
                 }
                 Err(e) => log::error!("cannot share a listening socket: {e}"),

@@ -6,10 +6,12 @@
 //! - [`Socket`]: the socket as a worker drives it, non-blocking, every wait charged to a
 //!   [`Budget`]; [`has_input`] and [`reset`] for whoever holds a parked one.
 //! - [`Outbox`]: the rest of a response waiting for room in the send buffer.
+//! - [`TlsSession`]: on a TLS interface, the rustls session every byte goes through.
 
 mod budget;
 mod outbox;
 mod socket;
+mod tls;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
@@ -21,6 +23,7 @@ use crate::http::{ProxyProtocol, RequestHead};
 pub(crate) use budget::Budget;
 pub(crate) use outbox::{file_ended, Outbox};
 pub(crate) use socket::{has_input, has_room, reset, Socket};
+pub(crate) use tls::{Refused, TlsSession};
 
 /// A connection's place in an idle set, carried by the connection while a worker owns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,9 @@ pub struct Connection {
     /// The client reached the proxy in front over TLS, as its PROXY header said:
     /// `wsgi.url_scheme` is `https`.
     pub(crate) tls: bool,
+    /// On a TLS interface, the session (handshake state, keys, buffered records): it
+    /// travels with the connection, so a handshake waits in the idle set like a partial head.
+    pub(crate) tls_session: Option<Box<TlsSession>>,
 }
 
 impl Connection {
@@ -87,6 +93,7 @@ impl Connection {
             outbox: None,
             proxy,
             tls: false,
+            tls_session: None,
         }
     }
 }

@@ -44,11 +44,11 @@ impl Unsent {
         self.file = Some((file, left));
     }
 
-    /// Sends what the socket takes without waiting; returns how many bytes were sent.
-    pub(crate) fn flush(&mut self, stream: &TcpStream) -> io::Result<usize> {
+    /// Sends what `sink` takes without waiting; returns how many bytes were sent.
+    pub(crate) fn flush(&mut self, sink: &mut impl Sink) -> io::Result<usize> {
         let mut total = 0;
         while let Some(mut front) = self.chunks.pop_front() {
-            let n = write_now(stream, &front, false)?;
+            let n = sink.send(&front)?;
             total += n;
             if n < front.len() {
                 front.advance(n);
@@ -57,7 +57,7 @@ impl Unsent {
             }
         }
         if let Some((file, left)) = &mut self.file {
-            let n = sendfile_now(stream, file, *left)?;
+            let n = sink.send_file(file, *left)?;
             total += n as usize;
             *left -= n;
             if *left == 0 {
@@ -65,6 +65,25 @@ impl Unsent {
             }
         }
         Ok(total)
+    }
+}
+
+/// Where queued response bytes go: the socket itself, or a TLS session over it.
+pub(crate) trait Sink {
+    /// Sends what can go of `data` now; how many bytes went.
+    fn send(&mut self, data: &[u8]) -> io::Result<usize>;
+
+    /// Sends what can go of `left` bytes of `file` (from its position) now; how many went.
+    fn send_file(&mut self, file: &mut File, left: u64) -> io::Result<u64>;
+}
+
+impl Sink for &TcpStream {
+    fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+        write_now(self, data, false)
+    }
+
+    fn send_file(&mut self, file: &mut File, left: u64) -> io::Result<u64> {
+        sendfile_now(self, file, left)
     }
 }
 

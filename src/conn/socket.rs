@@ -14,6 +14,7 @@ use rustix::net::{recv, RecvFlags};
 
 use super::budget::Budget;
 use super::outbox::{sendfile_now, write_now, Unsent};
+use super::tls::{Encrypted, TlsSession};
 
 /// The most bytes taken from the socket by one read into a buffer.
 const READ_CHUNK: usize = 8 * 1024;
@@ -69,13 +70,17 @@ pub(crate) struct Socket {
     holding: bool,
     /// Response bytes held back while `holding`, sent before anything else is.
     held: Vec<u8>,
+    /// The TLS session, on a TLS interface: every byte read and written goes through it.
+    tls: Option<Box<TlsSession>>,
 }
 
 impl Socket {
-    /// Wraps a stream, switching it to non-blocking mode unless `nonblocking` says it is;
-    /// each response may wait `write_budget` on a client that does not read.
+    /// Wraps a stream (with its TLS session, on a TLS interface), switching it to
+    /// non-blocking mode unless `nonblocking` says it is; each response may wait
+    /// `write_budget` on a client that does not read.
     pub(crate) fn new(
         stream: TcpStream,
+        tls: Option<Box<TlsSession>>,
         write_budget: Duration,
         nonblocking: bool,
     ) -> io::Result<Self> {
@@ -89,14 +94,20 @@ impl Socket {
             queue: Unsent::default(),
             holding: false,
             held: Vec::new(),
+            tls,
         })
     }
 
-    /// Gives the (non-blocking) stream back, e.g. to park it; nothing may be held back
-    /// (see [`Socket::release`]).
-    pub(crate) fn into_inner(self) -> TcpStream {
+    /// Gives the (non-blocking) stream and its TLS session back, e.g. to park them; nothing
+    /// may be held back (see [`Socket::release`]).
+    pub(crate) fn into_inner(self) -> (TcpStream, Option<Box<TlsSession>>) {
         debug_assert!(self.held.is_empty(), "held response bytes dropped");
-        self.stream
+        (self.stream, self.tls)
+    }
+
+    /// The TLS session, on a TLS interface.
+    pub(crate) fn tls(&self) -> Option<&TlsSession> {
+        self.tls.as_deref()
     }
 
     /// Appends what is available to `buf` without waiting (`WouldBlock` if nothing is);
@@ -138,6 +149,18 @@ impl Socket {
 
     /// One read that does not wait.
     fn read_now(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some(tls) = &mut self.tls {
+            return match tls.read(&self.stream, out) {
+                Ok((n, drained)) => {
+                    self.drained = drained;
+                    Ok(n)
+                }
+                Err(e) => {
+                    self.drained = true;
+                    Err(e)
+                }
+            };
+        }
         loop {
             match self.stream.read(out) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -224,9 +247,9 @@ impl Socket {
     }
 
     fn send_or_queue_now(&mut self, data: &[u8], more: bool) -> io::Result<()> {
-        let sent = match self.queue.is_empty() {
-            true => write_now(&self.stream, data, more)?,
-            false => 0,
+        let sent = match self.queued() {
+            false => self.write_now(data, more)?,
+            true => 0,
         };
         if sent < data.len() {
             self.queue.push_bytes(Bytes::copy_from_slice(&data[sent..]));
@@ -237,9 +260,9 @@ impl Socket {
     /// Sends what the socket takes of `data` now; the rest is queued (without a copy).
     pub(crate) fn send_or_queue_bytes(&mut self, data: Bytes) -> io::Result<()> {
         self.release(false)?;
-        let sent = match self.queue.is_empty() {
-            true => write_now(&self.stream, &data, false)?,
-            false => 0,
+        let sent = match self.queued() {
+            false => self.write_now(&data, false)?,
+            true => 0,
         };
         if sent < data.len() {
             self.queue.push_bytes(data.slice(sent..));
@@ -249,11 +272,12 @@ impl Socket {
 
     /// Sends what the socket takes of `len` bytes of `file` now (`sendfile`); the rest is
     /// queued.
-    pub(crate) fn send_or_queue_file(&mut self, file: File, len: u64) -> io::Result<()> {
+    pub(crate) fn send_or_queue_file(&mut self, mut file: File, len: u64) -> io::Result<()> {
         self.release(true)?;
-        let sent = match self.queue.is_empty() {
-            true => sendfile_now(&self.stream, &file, len)?,
-            false => 0,
+        let sent = match (self.queued(), &mut self.tls) {
+            (true, _) => 0,
+            (false, None) => sendfile_now(&self.stream, &file, len)?,
+            (false, Some(tls)) => tls.send_file(&self.stream, &mut file, len)?,
         };
         if sent < len {
             self.queue.push_file(file, len - sent);
@@ -261,14 +285,31 @@ impl Socket {
         Ok(())
     }
 
-    /// Sends queued bytes without waiting; returns how many were sent.
-    pub(crate) fn flush_queue(&mut self) -> io::Result<usize> {
-        self.queue.flush(&self.stream)
+    /// Writes what the socket (or the TLS session) takes of `data` without waiting.
+    fn write_now(&mut self, data: &[u8], more: bool) -> io::Result<usize> {
+        match &mut self.tls {
+            None => write_now(&self.stream, data, more),
+            Some(tls) => tls.write_now(&self.stream, data),
+        }
     }
 
-    /// Whether response bytes wait to be sent.
+    /// Sends queued bytes without waiting (the TLS session's ciphertext first); returns how
+    /// many were sent.
+    pub(crate) fn flush_queue(&mut self) -> io::Result<usize> {
+        let Some(tls) = &mut self.tls else {
+            return self.queue.flush(&mut &self.stream);
+        };
+        if !tls.flush(&self.stream)? {
+            return Ok(0);
+        }
+        let tcp = &self.stream;
+        self.queue.flush(&mut Encrypted { tcp, session: tls })
+    }
+
+    /// Whether response bytes wait to be sent (queued, or encrypted and not yet taken by the
+    /// socket).
     pub(crate) fn queued(&self) -> bool {
-        !self.queue.is_empty()
+        !self.queue.is_empty() || self.tls.as_ref().is_some_and(|tls| tls.pending())
     }
 
     /// Takes the queued bytes (to wait with the parked connection); nothing may be held back.
@@ -294,6 +335,9 @@ impl Socket {
             self.queue.is_empty(),
             "bytes queued before a blocking write"
         );
+        if self.tls.is_some() {
+            return self.write_encrypted(data);
+        }
         while !data.is_empty() {
             match self.stream.write(data) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -302,6 +346,23 @@ impl Socket {
                     data = &data[n..];
                 }
                 Err(e) => self.write_failed(e)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `data` through the TLS session within the response's budget, and sends
+    /// all of its ciphertext.
+    fn write_encrypted(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(());
+        };
+        while !data.is_empty() || tls.pending() {
+            let n = tls.write_now(&self.stream, data)?;
+            self.writes.moved(n);
+            data = &data[n..];
+            if tls.pending() && !tls.flush(&self.stream)? {
+                wait(&self.stream, PollFlags::OUT, &mut self.writes)?;
             }
         }
         Ok(())
@@ -321,15 +382,27 @@ impl Socket {
         reset(&self.stream);
     }
 
-    /// Closes after sending what is held back (within the response's budget).
+    /// Closes after sending what is held back (within the response's budget), and the TLS
+    /// session's `close_notify`.
     pub(crate) fn close(mut self) {
         let _ = self.write_held();
+        self.end_tls();
+    }
+
+    /// Ends the TLS session, if any: `close_notify`, sent if the socket takes it now.
+    fn end_tls(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.close(&self.stream);
+        }
     }
 
     /// Closes after an error answer or with unread input: send what is held back, stop
     /// sending, drain briefly, then drop.
     pub(crate) fn close_lingering(mut self) {
         let _ = self.write_held();
+        self.end_tls();
+        // What arrives now is only drained, read past the TLS session.
+        self.tls = None;
         let _ = self.stream.shutdown(Shutdown::Write);
         let mut budget = Budget::total(LINGER_ON_CLOSE);
         let mut drained = 0;
@@ -371,7 +444,7 @@ mod tests {
     /// A socket on the server side of a loopback pair, and the client side.
     fn socket() -> (Socket, TcpStream) {
         let (client, conn) = pair(&loopback());
-        let socket = Socket::new(conn.stream, Duration::from_secs(5), false).unwrap();
+        let socket = Socket::new(conn.stream, None, Duration::from_secs(5), false).unwrap();
         (socket, client)
     }
 

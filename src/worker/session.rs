@@ -11,7 +11,7 @@ use http::StatusCode;
 
 use crate::access_log::{Entry, Request};
 use crate::app::{Application, Environ, Input, Reply};
-use crate::conn::{file_ended, Budget, Connection, Outbox, Socket, Ticket};
+use crate::conn::{file_ended, Budget, Connection, Outbox, Refused, Socket, Ticket};
 use crate::http::{
     error_response, parse_head, parse_proxy_header, BodyFraming, ProtocolError, ProxyProtocol,
     RequestHead,
@@ -158,8 +158,9 @@ pub(crate) fn serve(conn: Connection, settings: &Settings, bufs: &mut Buffers) -
         outbox,
         proxy,
         tls,
+        tls_session,
     } = conn;
-    let socket = match Socket::new(stream, settings.read_timeout, nonblocking) {
+    let socket = match Socket::new(stream, tls_session, settings.read_timeout, nonblocking) {
         Ok(socket) => socket,
         Err(e) => {
             log::debug!("{peer}: cannot configure socket: {e}");
@@ -319,7 +320,12 @@ impl Session<'_> {
                 Ok(0) => return Err(NoHead::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Err(self.incomplete()),
-                Err(_) => return Err(NoHead::Closed),
+                Err(e) => {
+                    if let Some(refused) = e.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
+                        log::debug!("{}: {refused}; closing", self.peer);
+                    }
+                    return Err(NoHead::Closed);
+                }
             }
         }
     }
@@ -364,17 +370,22 @@ impl Session<'_> {
     /// Nothing more to read for now: wait for input, unless a partial head ran out of time
     /// (a partial PROXY header then closes the connection unanswered).
     fn incomplete(&mut self) -> NoHead {
-        if self.buf.is_empty() && self.head.is_none() {
+        let handshaking = self.socket.tls().is_some_and(|tls| tls.is_handshaking());
+        if self.buf.is_empty() && self.head.is_none() && !handshaking {
             return NoHead::NotReady;
         }
         let now = Instant::now();
         let budget = self.settings.read_timeout;
         let late = *self.request_deadline.get_or_insert(now + budget) <= now;
-        match (late, self.proxy.is_some()) {
-            (false, _) => NoHead::Partial,
-            (true, false) => NoHead::Invalid(ProtocolError::RequestTimeout),
-            (true, true) => {
+        match (late, self.proxy.is_some(), handshaking) {
+            (false, _, _) => NoHead::Partial,
+            (true, false, false) => NoHead::Invalid(ProtocolError::RequestTimeout),
+            (true, true, _) => {
                 log::debug!("{}: PROXY header not complete in time; closing", self.peer);
+                NoHead::Closed
+            }
+            (true, false, true) => {
+                log::debug!("{}: TLS handshake not complete in time; closing", self.peer);
                 NoHead::Closed
             }
         }
@@ -408,7 +419,8 @@ impl Session<'_> {
         self.socket.start_response();
         let wants_keep_alive = head.keep_alive();
         let trusted = self.settings.forwarded.as_ref();
-        let origin = origin(&mut head, self.peer, self.tls, trusted);
+        let tls = self.tls || self.socket.tls().is_some();
+        let origin = origin(&mut head, self.peer, tls, trusted);
         let environ = Environ::new(head, self.local, origin.client, origin.scheme);
         let environ = environ.with_forwarded_host(origin.host);
         let (reply, body_clean) = match self.run_app(&environ) {
@@ -515,8 +527,10 @@ impl Session<'_> {
             outbox.unsent = self.socket.take_queue();
             outbox
         });
+        let (stream, tls_session) = self.socket.into_inner();
         Outcome::Idle(Connection {
-            stream: self.socket.into_inner(),
+            stream,
+            tls_session,
             peer: self.peer,
             local: self.local,
             buffered: partial,
