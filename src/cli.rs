@@ -15,6 +15,7 @@ use crate::config::{
 use crate::http::ProxyProtocol;
 use crate::master::Supervision;
 use crate::systemd::{self, Notifier, PassedSocket, CHILD_FDS};
+use crate::tls::ClientCerts;
 
 /// Rocket's options as flags.
 #[derive(Debug, Parser)]
@@ -28,6 +29,23 @@ pub(crate) struct Cli {
     /// every address it resolves to; port 0 = any free port, for each socket).
     #[arg(long = "bind", value_name = "HOST:PORT")]
     pub bind: Vec<String>,
+    /// Address to listen on with TLS (HTTPS), written as --bind (repeatable); needs --certfile
+    /// and --keyfile.
+    #[arg(long = "tls-bind", value_name = "HOST:PORT")]
+    pub tls_bind: Vec<String>,
+    /// The certificate chain of the --tls-bind interfaces (PEM, the server's certificate first).
+    #[arg(long, value_name = "FILE")]
+    pub certfile: Option<PathBuf>,
+    /// The private key of --certfile (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub keyfile: Option<PathBuf>,
+    /// CA certificates (PEM) that the --tls-bind interfaces check client certificates against.
+    #[arg(long, value_name = "FILE")]
+    pub ca_certs: Option<PathBuf>,
+    /// Whether the --tls-bind interfaces ask clients for a certificate (default: optional with
+    /// --ca-certs, as Rocket; else none).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub cert_reqs: Option<CertReqsArg>,
     /// What to serve.
     #[arg(long, value_enum, default_value_t = MethodArg::Wsgi)]
     pub method: MethodArg,
@@ -141,6 +159,36 @@ pub(crate) enum ProxyArg {
     Auto,
 }
 
+/// Why `--tls-bind` is refused with `--workers`: the children take the master's sockets as
+/// socket activation's, which serve plain HTTP.
+const TLS_WITH_WORKERS: &str =
+    "--tls-bind does not work with --workers: worker processes would serve it as plain HTTP";
+
+/// `--cert-reqs`' values: the names of Python's `ssl.CERT_*`, or their numbers, which
+/// gunicorn takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CertReqsArg {
+    /// Ask for no client certificate.
+    #[value(alias = "0")]
+    None,
+    /// Ask for one; a client may send none.
+    #[value(alias = "1")]
+    Optional,
+    /// Require one.
+    #[value(alias = "2")]
+    Required,
+}
+
+impl From<CertReqsArg> for ClientCerts {
+    fn from(arg: CertReqsArg) -> Self {
+        match arg {
+            CertReqsArg::None => ClientCerts::None,
+            CertReqsArg::Optional => ClientCerts::Optional,
+            CertReqsArg::Required => ClientCerts::Required,
+        }
+    }
+}
+
 /// `--access-log-format`'s values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum FormatArg {
@@ -213,19 +261,54 @@ impl Cli {
         }
     }
 
-    /// A builder with the flags that decide the listening sockets: `--bind`, `--queue-size`,
-    /// `--reuse-port` (all a master needs).
-    fn listening(&self) -> ConfigBuilder {
+    /// A builder with the flags that decide the listening sockets: `--bind`, `--tls-bind` and
+    /// its files, `--queue-size`, `--reuse-port` (all a master needs).
+    fn listening(&self) -> Result<ConfigBuilder, String> {
         let mut builder = Config::builder().reuse_port(self.reuse_port);
         if let Some(n) = self.queue_size {
             builder = builder.queue_size(n);
         }
-        (self.bind.iter()).fold(builder, |b, addr| b.bind(addr.clone()))
+        let builder = (self.bind.iter()).fold(builder, |b, addr| b.bind(addr.clone()));
+        self.tls_options(builder)
+    }
+
+    /// `--tls-bind` with `--certfile` and `--keyfile`, `--ca-certs` and `--cert-reqs`.
+    fn tls_options(&self, builder: ConfigBuilder) -> Result<ConfigBuilder, String> {
+        if self.tls_bind.is_empty() {
+            return self.no_tls_options().map(|()| builder);
+        }
+        let (Some(cert), Some(key)) = (&self.certfile, &self.keyfile) else {
+            return Err("--tls-bind needs --certfile FILE and --keyfile FILE".into());
+        };
+        if self.workers > 1 {
+            return Err(TLS_WITH_WORKERS.into());
+        }
+        let mut builder =
+            (self.tls_bind.iter()).fold(builder, |b, addr| b.tls_bind(addr.clone(), cert, key));
+        if let Some(ca_certs) = &self.ca_certs {
+            builder = builder.ca_certs(ca_certs);
+        }
+        Ok(match self.cert_reqs {
+            Some(policy) => builder.cert_reqs(policy.into()),
+            None => builder,
+        })
+    }
+
+    /// Without `--tls-bind`, the flags of TLS interfaces would say nothing: an error, so that
+    /// nobody believes they serve TLS.
+    fn no_tls_options(&self) -> Result<(), String> {
+        let files = self.certfile.is_some() || self.keyfile.is_some();
+        match files || self.ca_certs.is_some() || self.cert_reqs.is_some() {
+            true => Err("--certfile, --keyfile, --ca-certs and --cert-reqs are for \
+                         --tls-bind interfaces, and none is given"
+                .into()),
+            false => Ok(()),
+        }
     }
 
     /// The configuration builder these flags describe.
     pub fn builder(&self) -> Result<ConfigBuilder, String> {
-        let mut builder = (self.listening())
+        let mut builder = (self.listening()?)
             .min_threads(self.min_threads)
             .max_threads(self.max_threads)
             .timeout(self.timeout)
@@ -282,15 +365,18 @@ impl FromSystemd {
         Ok(FromSystemd { sockets, notifier })
     }
 
-    /// Serves the passed sockets instead of the `--bind` addresses, and notifies systemd.
-    fn apply(self, mut builder: ConfigBuilder, bind: &[String]) -> ConfigBuilder {
+    /// Serves the passed sockets (plain HTTP) instead of the `--bind` and `--tls-bind`
+    /// addresses, and notifies systemd.
+    fn apply(self, mut builder: ConfigBuilder, cli: &Cli) -> ConfigBuilder {
         if !self.sockets.is_empty() {
             let names: Vec<String> = (self.sockets.iter())
                 .map(|p| format!("{} ({})", p.name, describe(&p.socket)))
                 .collect();
-            let ignored = match bind.is_empty() {
-                true => "",
-                false => "; --bind ignored",
+            let ignored = match (cli.bind.is_empty(), cli.tls_bind.is_empty()) {
+                (true, true) => "",
+                (false, true) => "; --bind ignored",
+                (true, false) => "; --tls-bind ignored",
+                (false, false) => "; --bind and --tls-bind ignored",
             };
             log::info!("socket activation: serving {}{ignored}", names.join(", "));
         }
@@ -337,7 +423,7 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
         Ok(builder) => app.map_or(builder.clone(), |with_app| with_app(builder)),
         Err(e) => return fail(&e),
     };
-    let builder = from_systemd.apply(builder, &cli.bind);
+    let builder = from_systemd.apply(builder, &cli);
     let builder = match worker_process {
         true => builder.reports_to_master(),
         false => builder,
@@ -346,7 +432,8 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };
-    let served = crate::run(config, announce);
+    let tls = tls_flags(&config);
+    let served = crate::run(config, |addrs| announce(addrs, &tls));
     #[cfg(feature = "python")]
     crate::python::run_exit_functions();
     match served {
@@ -358,11 +445,14 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
 /// Binds the interfaces (or takes the sockets systemd passed) and runs `--workers` children
 /// on them, which import the application: the master never does.
 fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
-    let mut listening = cli.listening();
+    let mut listening = match cli.listening() {
+        Ok(builder) => builder,
+        Err(e) => return fail(&e),
+    };
     if let Some(addr) = &cli.metrics {
         listening = listening.metrics(addr);
     }
-    let config = match from_systemd.apply(listening, &cli.bind).build() {
+    let config = match from_systemd.apply(listening, cli).build() {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };
@@ -373,7 +463,7 @@ fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return fail(&e.to_string()),
     };
     let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
-    announce(&addrs);
+    announce(&addrs, &tls_flags(&config));
     let program = std::env::current_exe()
         .map(|exe| (exe.into_os_string(), std::env::args_os().skip(1).collect()));
     let supervision = cli.supervision(metrics, &config);
@@ -409,9 +499,21 @@ pub fn main_with(app: impl Application) -> ExitCode {
     main(Some(Box::new(move |builder| builder.app(app))))
 }
 
-/// Prints Rocket's start-up line with the real bound ports.
-fn announce(addrs: &[SocketAddr]) {
-    let list: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+/// Which of the listening sockets of `config` are TLS, in their order.
+fn tls_flags(config: &Config) -> Vec<bool> {
+    let tls = crate::server::tls_configs(config);
+    tls.iter().map(Option::is_some).collect()
+}
+
+/// Prints Rocket's start-up line with the real bound ports, a TLS socket marked with `*` as
+/// Rocket marks it (`tls` says which, in the same order).
+fn announce(addrs: &[SocketAddr], tls: &[bool]) {
+    let list: Vec<String> = (addrs.iter().enumerate())
+        .map(|(at, addr)| match tls.get(at) {
+            Some(true) => format!("{addr}*"),
+            _ => addr.to_string(),
+        })
+        .collect();
     eprintln!("Listening on sockets: {}", list.join(", "));
 }
 

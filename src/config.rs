@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use crate::app::Application;
 use crate::fs::FileServer;
 use crate::http::{Limits, ProxyProtocol};
 use crate::systemd::Notifier;
+use crate::tls::{ClientCerts, TlsError, TlsSettings};
 
 /// The address used when no interface is given, as Rocket's default.
 pub const DEFAULT_INTERFACE: &str = "127.0.0.1:8000";
@@ -27,10 +28,22 @@ pub const DEFAULT_MAX_QUEUED: usize = 1024;
 pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
 
 /// One address to listen on (a host name gives one per address it resolves to).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Interface {
     /// The socket address to bind (port 0 picks a free port, for each socket).
     pub(crate) addr: SocketAddr,
+    /// What a TLS interface serves with (shared by the addresses of one name); `None`: plain
+    /// HTTP.
+    pub(crate) tls: Option<Arc<TlsSettings>>,
+}
+
+/// An interface as given to the builder, resolved and its files read at build time.
+#[derive(Debug, Clone)]
+struct GivenInterface {
+    /// The address as written, so that errors name it.
+    addr: String,
+    /// The certificate chain and key files of a TLS interface.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// What the server does with a request: Rocket's `method` option.
@@ -155,8 +168,13 @@ impl Config {
 /// Builds a [`Config`]; every setter documents its default.
 #[derive(Clone)]
 pub struct ConfigBuilder {
-    /// Addresses as given, parsed at build time so errors name the text.
-    interfaces: Vec<String>,
+    /// Interfaces as given, plain and TLS, in order.
+    interfaces: Vec<GivenInterface>,
+    /// The CA file that every TLS interface checks client certificates against.
+    ca_certs: Option<PathBuf>,
+    /// Whether TLS interfaces ask clients for a certificate; `None`: optionally with a CA
+    /// file (as Rocket), else not.
+    cert_reqs: Option<ClientCerts>,
     /// See [`Config::listeners`].
     listeners: Vec<Arc<TcpListener>>,
     /// See [`Config::reuse_port`].
@@ -219,6 +237,8 @@ impl Default for ConfigBuilder {
     fn default() -> Self {
         ConfigBuilder {
             interfaces: Vec::new(),
+            ca_certs: None,
+            cert_reqs: None,
             listeners: Vec::new(),
             reuse_port: false,
             notifier: None,
@@ -256,7 +276,47 @@ impl ConfigBuilder {
     /// name is resolved at build time, and every address it gives is bound, as gunicorn
     /// does) (default: 127.0.0.1:8000).
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
-        self.interfaces.push(addr.into());
+        self.interfaces.push(GivenInterface {
+            addr: addr.into(),
+            tls: None,
+        });
+        self
+    }
+
+    /// Adds a TLS (HTTPS) interface, an address written as for [`ConfigBuilder::bind`]: it
+    /// serves the certificate chain of the PEM file `cert` (the server's certificate first,
+    /// then any intermediate ones) with the private key of the PEM file `key` (PKCS#8, PKCS#1
+    /// or SEC1). Repeatable, and mixed with plain interfaces in any number (default: none).
+    /// [`ConfigBuilder::build`] reads the files, and fails if the key is not the
+    /// certificate's.
+    pub fn tls_bind(
+        mut self,
+        addr: impl Into<String>,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Self {
+        let files = (cert.as_ref().to_path_buf(), key.as_ref().to_path_buf());
+        self.interfaces.push(GivenInterface {
+            addr: addr.into(),
+            tls: Some(files),
+        });
+        self
+    }
+
+    /// Sets the CA certificates (a PEM file) that every TLS interface checks client
+    /// certificates against (default: none); with them, clients are asked for a certificate
+    /// unless [`ConfigBuilder::cert_reqs`] says otherwise.
+    pub fn ca_certs(mut self, path: impl AsRef<Path>) -> Self {
+        self.ca_certs = Some(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Sets whether TLS interfaces ask clients for a certificate (default:
+    /// [`ClientCerts::Optional`] with [`ConfigBuilder::ca_certs`], as Rocket, else
+    /// [`ClientCerts::None`]); `Optional` and `Required` need the CA file. A certificate a
+    /// client sends must be valid, or its handshake fails.
+    pub fn cert_reqs(mut self, policy: ClientCerts) -> Self {
+        self.cert_reqs = Some(policy);
         self
     }
 
@@ -459,7 +519,7 @@ impl ConfigBuilder {
     /// Validates the settings and returns the configuration.
     pub fn build(self) -> Result<Config, ConfigError> {
         self.check_numbers()?;
-        let interfaces = parse_interfaces(&self.interfaces)?;
+        let interfaces = self.resolve_interfaces()?;
         let method = self.method()?;
         let access_log = self.open_access_log()?;
         let proxies = self.proxies()?;
@@ -490,6 +550,43 @@ impl ConfigBuilder {
             metrics,
             recycle_after,
         })
+    }
+
+    /// The interfaces given (the default one if none) with their addresses resolved and
+    /// their TLS files read.
+    fn resolve_interfaces(&self) -> Result<Vec<Interface>, ConfigError> {
+        let default = [GivenInterface {
+            addr: DEFAULT_INTERFACE.to_string(),
+            tls: None,
+        }];
+        let given = match self.interfaces.is_empty() {
+            true => &default[..],
+            false => &self.interfaces[..],
+        };
+        let mut interfaces = Vec::new();
+        for iface in given {
+            let addrs = resolve(&iface.addr)?;
+            let tls = (iface.tls.as_ref())
+                .map(|(cert, key)| self.load_tls(cert, key))
+                .transpose()?;
+            let with_tls = |addr| Interface {
+                addr,
+                tls: tls.clone(),
+            };
+            interfaces.extend(addrs.into_iter().map(with_tls));
+        }
+        Ok(interfaces)
+    }
+
+    /// What a TLS interface with these files serves with.
+    fn load_tls(&self, cert: &Path, key: &Path) -> Result<Arc<TlsSettings>, ConfigError> {
+        let policy = self.cert_reqs.unwrap_or(match self.ca_certs {
+            Some(_) => ClientCerts::Optional,
+            None => ClientCerts::None,
+        });
+        let ca_certs = self.ca_certs.as_deref();
+        let settings = TlsSettings::load(cert, key, ca_certs, policy).map_err(ConfigError::Tls)?;
+        Ok(Arc::new(settings))
     }
 
     /// `max_requests` plus its random share of the jitter; `None` when it is 0.
@@ -578,21 +675,6 @@ impl ConfigBuilder {
     }
 }
 
-fn parse_interfaces(given: &[String]) -> Result<Vec<Interface>, ConfigError> {
-    let defaults = [DEFAULT_INTERFACE.to_string()];
-    let texts = if given.is_empty() {
-        &defaults[..]
-    } else {
-        given
-    };
-    let mut interfaces = Vec::new();
-    for text in texts {
-        let addrs = resolve(text)?;
-        interfaces.extend(addrs.into_iter().map(|addr| Interface { addr }));
-    }
-    Ok(interfaces)
-}
-
 /// The addresses of `IP:PORT`, `[IPv6]:PORT` or `HOST:PORT` (every address the name resolves
 /// to, in the resolver's order, each once).
 fn resolve(text: &str) -> Result<Vec<SocketAddr>, ConfigError> {
@@ -653,6 +735,8 @@ pub enum ConfigError {
     /// An address list (the option's name) has an element that is not an address, a
     /// network or `*`: what is wrong.
     BadAllowList(&'static str, String),
+    /// A TLS interface's certificate, key or CA file cannot serve.
+    Tls(TlsError),
 }
 
 impl fmt::Display for ConfigError {
@@ -687,6 +771,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Unresolved(text, why) => {
                 write!(f, "cannot resolve {text:?}: {why}")
             }
+            ConfigError::Tls(e) => e.fmt(f),
         }
     }
 }
@@ -696,6 +781,7 @@ impl std::error::Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::certs;
 
     #[test]
     fn defaults_are_rockets() {
@@ -785,6 +871,98 @@ mod tests {
             matches!(err, Err(ConfigError::Unresolved(ref text, _)) if text == "no-such-host.invalid:80"),
             "{err:?}"
         );
+    }
+
+    /// Plain and TLS interfaces in the order given; the addresses of one name share their
+    /// settings, and every listening socket has its TLS configuration (or none).
+    #[test]
+    fn tls_interfaces_mix_with_plain_ones() {
+        let dir = certs::scratch_dir("config-tls");
+        let server = certs::self_signed(&dir);
+        let c = Config::builder()
+            .tls_bind("localhost:8443", &server.cert, &server.key)
+            .bind("127.0.0.1:8000")
+            .tls_bind("[::1]:8444", &server.cert, &server.key)
+            .build()
+            .unwrap();
+        let (named, rest) = c.interfaces.split_at(c.interfaces.len() - 2);
+        assert!(named
+            .iter()
+            .all(|i| i.addr.port() == 8443 && i.tls.is_some()));
+        let first = named[0].tls.as_ref().unwrap();
+        assert!(named
+            .iter()
+            .all(|i| Arc::ptr_eq(i.tls.as_ref().unwrap(), first)));
+        assert_eq!(rest[0].addr, "127.0.0.1:8000".parse().unwrap());
+        assert!(rest[0].tls.is_none() && rest[1].tls.is_some());
+        let tls: Vec<bool> = (crate::server::tls_configs(&c).iter())
+            .map(Option::is_some)
+            .collect();
+        let expected: Vec<bool> = c.interfaces.iter().map(|i| i.tls.is_some()).collect();
+        assert_eq!(tls, expected);
+
+        let only_tls = Config::builder().tls_bind("127.0.0.1:0", &server.cert, &server.key);
+        let only_tls = only_tls.build().unwrap();
+        assert_eq!(only_tls.interfaces.len(), 1, "no default plain interface");
+        let passed = Config::builder()
+            .tls_bind("127.0.0.1:0", &server.cert, &server.key)
+            .listener(TcpListener::bind("127.0.0.1:0").unwrap())
+            .build()
+            .unwrap();
+        let passed = crate::server::tls_configs(&passed);
+        assert!(
+            passed.len() == 1 && passed[0].is_none(),
+            "socket activation stays plain"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A CA file alone asks clients optionally for a certificate (as Rocket does), checked
+    /// against it; `cert_reqs` decides otherwise, and asking needs the file.
+    #[test]
+    fn client_certificates_follow_ca_certs_and_cert_reqs() {
+        use crate::test_support::{connect_tls, tls_client};
+        use rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256;
+        let dir = certs::scratch_dir("config-client-certs");
+        let server = certs::self_signed(&dir);
+        let pki = certs::client_pki(&dir);
+        let b = || Config::builder().tls_bind("127.0.0.1:0", &server.cert, &server.key);
+        let cases = [
+            (b().ca_certs(&pki.ca), Some(&pki.client), true),
+            (b().ca_certs(&pki.ca), None, false),
+            (
+                b().ca_certs(&pki.ca).cert_reqs(ClientCerts::None),
+                Some(&pki.client),
+                false,
+            ),
+            (
+                b().ca_certs(&pki.ca).cert_reqs(ClientCerts::Required),
+                Some(&pki.client),
+                true,
+            ),
+        ];
+        for (at, (builder, sent, presented)) in cases.into_iter().enumerate() {
+            let config = builder.build().unwrap();
+            let tls = config.interfaces[0].tls.as_ref().unwrap().server_config();
+            let client = tls_client(&server.cert, sent, TLS13_AES_128_GCM_SHA256);
+            let conn = connect_tls(&client, tls).expect("a handshake");
+            assert_eq!(conn.peer_certificates().is_some(), presented, "case {at}");
+        }
+        let err = b().cert_reqs(ClientCerts::Required).build().unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Tls(TlsError::NoCaFile(ClientCerts::Required))
+        );
+        let missing = dir.join("missing-key.pem");
+        let err = Config::builder()
+            .tls_bind("127.0.0.1:0", &server.cert, &missing)
+            .build();
+        let line = err.unwrap_err().to_string();
+        assert!(
+            line.contains("missing-key.pem") && line.lines().count() == 1,
+            "{line}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

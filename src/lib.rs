@@ -23,7 +23,8 @@
 //! skyrocket::run(config, |addrs| println!("listening on {addrs:?}")).unwrap();
 //! ```
 //!
-//! The layers, from the bottom: `http` (the wire protocol on byte buffers), `conn` (a client
+//! The layers, from the bottom: `http` (the wire protocol on byte buffers), `tls` (what a TLS
+//! interface is configured with, and what a handshake tells the application), `conn` (a client
 //! connection and its socket), `pool` (what one generation of workers shares: the idle set and
 //! the hand-off), then one module per actor (`worker`, `dispatcher`, `monitor`, `listener`,
 //! `server`; `metrics`, which serves the Status counters to Prometheus; `master`, which runs
@@ -40,10 +41,12 @@ mod config;
 mod signals;
 mod standalone;
 mod systemd;
+mod tls;
 pub use access_log::{AccessLogDestination, AccessLogFormat};
 pub use config::{Config, ConfigBuilder, ConfigError};
 pub use http::ProxyProtocol;
 pub use standalone::{run, spawn, ServerHandle};
+pub use tls::{ClientCerts, TlsError};
 
 // Applications that come with the server.
 mod demo;

@@ -318,13 +318,29 @@ pub(crate) fn listening_sockets(config: &Config) -> Result<Vec<TcpListener>, Ser
     }
 }
 
+/// The TLS configuration of each of [`listening_sockets`]`(config)`, in the same order: its
+/// interface's (`None` for a plain one), or `None` for every socket given already listening
+/// (socket activation serves plain HTTP).
+pub(crate) fn tls_configs(config: &Config) -> Vec<Option<Arc<rustls::ServerConfig>>> {
+    match config.listeners.is_empty() {
+        true => (config.interfaces.iter())
+            .map(|iface| iface.tls.as_ref().map(|tls| tls.server_config()))
+            .collect(),
+        false => vec![None; config.listeners.len()],
+    }
+}
+
 /// The metrics endpoint's socket of `config`, if it has one: bound now (with the interfaces'
 /// backlog), or a duplicate of the one given already listening.
 pub(crate) fn metrics_socket(config: &Config) -> Result<Option<TcpListener>, ServerError> {
     let listener = match &config.metrics {
         None => return Ok(None),
         Some(MetricsSocket::Bind(addr)) => {
-            bind(&Interface { addr: *addr }, config.queue_size, false)?
+            let plain = Interface {
+                addr: *addr,
+                tls: None,
+            };
+            bind(&plain, config.queue_size, false)?
         }
         Some(MetricsSocket::Listening(socket)) => adopt(socket)?,
     };

@@ -1,5 +1,6 @@
-//! What the unit tests share: the one "wait until" (the same file as the integration
-//! tests'), loopback connection pairs, and pools driven by no actor.
+//! What the unit tests share: the one "wait until" and the test certificates (the same files
+//! as the integration tests'), loopback connection pairs, TLS handshakes in memory, and pools
+//! driven by no actor.
 //!
 //! Tests wait on channels or poll a condition, never sleep. Two waits involve the clock by
 //! nature: a connection must age to expire, and a wake-up that must not happen is watched for
@@ -8,6 +9,7 @@
 use std::future::Future;
 use std::io::{self, Read};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -16,6 +18,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use http::StatusCode;
+use rustls::crypto::aws_lc_rs;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{
+    ClientConfig, ClientConnection, ConnectionCommon, RootCertStore, ServerConfig,
+    ServerConnection, SupportedCipherSuite,
+};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::app::{Application, Environ, Input, Reply};
@@ -23,11 +32,15 @@ use crate::conn::Connection;
 use crate::dispatcher::Tick;
 use crate::pool::{IdleSet, Pool, Settings};
 use crate::stats::Stats;
+use crate::tls::{ClientCerts, TlsInfo, TlsSettings};
 
 #[path = "../tests/common/wait.rs"]
 mod wait;
 
 pub(crate) use wait::{wait_until, wait_until_async, WAIT};
+
+#[path = "../tests/common/certs.rs"]
+pub(crate) mod certs;
 
 /// Read and write timeout of every client socket.
 pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -171,4 +184,97 @@ impl actix::Handler<Tick> for Forward {
 pub(crate) fn tick_recipient() -> (Recipient<Tick>, UnboundedReceiver<Instant>) {
     let (tx, rx) = unbounded_channel();
     (Forward(tx).start().recipient(), rx)
+}
+
+/// Every certificate of the PEM file `path`.
+fn read_certs(path: &Path) -> Vec<CertificateDer<'static>> {
+    let certs = CertificateDer::pem_file_iter(path).expect("a certificate file");
+    certs.map(|cert| cert.expect("a certificate")).collect()
+}
+
+/// A rustls client that trusts the certificates of the PEM file `server_cert`, offers
+/// `suite` alone (and so its protocol version), ALPN `h2` then `http/1.1`, and presents
+/// `client`'s certificate if given. Connections of one configuration share its sessions, so
+/// a second one may resume.
+pub(crate) fn tls_client(
+    server_cert: &Path,
+    client: Option<&certs::CertFiles>,
+    suite: SupportedCipherSuite,
+) -> Arc<ClientConfig> {
+    let mut provider = aws_lc_rs::default_provider();
+    provider.cipher_suites = vec![suite];
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(server_cert) {
+        roots.add(cert).expect("a trust anchor");
+    }
+    let builder = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[suite.version()])
+        .expect("the suite's version")
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some(files) => {
+            let key = PrivateKeyDer::from_pem_file(&files.key).expect("a key file");
+            let chain = read_certs(&files.cert);
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("a client certificate")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A new connection of `client` to `localhost` with `server`, its handshake run in memory
+/// (no socket): the server's side once both are done (and TLS 1.3's tickets delivered), or
+/// why one side failed.
+pub(crate) fn connect_tls(
+    client: &Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+) -> Result<ServerConnection, rustls::Error> {
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let mut client = ClientConnection::new(client.clone(), name)?;
+    let mut server = ServerConnection::new(server)?;
+    while client.is_handshaking() || server.is_handshaking() {
+        let sent = transfer(&mut *client, &mut *server)?;
+        let answered = transfer(&mut *server, &mut *client)?;
+        assert!(sent || answered, "the handshake stalled");
+    }
+    transfer(&mut *server, &mut *client)?;
+    Ok(server)
+}
+
+/// Moves what `from` has to send into `to`, which processes it; whether anything moved.
+fn transfer<A, B>(
+    from: &mut ConnectionCommon<A>,
+    to: &mut ConnectionCommon<B>,
+) -> Result<bool, rustls::Error> {
+    let mut wire = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut wire).expect("writing to a Vec");
+    }
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        to.read_tls(&mut rest).expect("reading from a slice");
+        to.process_new_packets()?;
+    }
+    Ok(!wire.is_empty())
+}
+
+/// What a TLS 1.3 connection (`TLS13_AES_128_GCM_SHA256`) to a server that asks optionally
+/// for a client certificate tells the environ: with [`certs::client_pki`]'s client
+/// certificate if `with_client_cert`. `name` names its scratch directory.
+pub(crate) fn tls_info(name: &str, with_client_cert: bool) -> TlsInfo {
+    let dir = certs::scratch_dir(name);
+    let server = certs::self_signed(&dir);
+    let pki = certs::client_pki(&dir);
+    let policy = ClientCerts::Optional;
+    let settings = TlsSettings::load(&server.cert, &server.key, Some(&pki.ca), policy)
+        .expect("the test certificates load");
+    let sent = with_client_cert.then_some(&pki.client);
+    let suite = aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    let client = tls_client(&server.cert, sent, suite);
+    let conn = connect_tls(&client, settings.server_config()).expect("a handshake");
+    std::fs::remove_dir_all(&dir).expect("remove the scratch directory");
+    TlsInfo::of(&conn)
 }

@@ -297,3 +297,127 @@ fn sigusr1_reopens_the_access_log_file() {
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(&rotated);
 }
+
+#[test]
+fn tls_sockets_are_marked_in_the_start_up_line() {
+    let dir = common::certs::scratch_dir("cli-tls");
+    let server = common::certs::self_signed(&dir);
+    let pki = common::certs::client_pki(&dir);
+    let (cert, key) = (server.cert.to_str().unwrap(), server.key.to_str().unwrap());
+    let running = Running::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-bind",
+        "127.0.0.1:0",
+        "--tls-bind",
+        "[::1]:0",
+        "--certfile",
+        cert,
+        "--keyfile",
+        key,
+        "--ca-certs",
+        pki.ca.to_str().unwrap(),
+        "--cert-reqs",
+        "2",
+        "--no-signals",
+    ]);
+    assert_eq!(running.tls, [false, true, true], "{:?}", running.addrs);
+    assert!(running.addrs[2].is_ipv6());
+    let resp = Conn::new(common::connect(running.addrs[0])).request(&get("/"));
+    assert_eq!(resp.status, 200, "the plain interface");
+    drop(running);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_tls_flags_are_a_one_line_error() {
+    let dir = common::certs::scratch_dir("cli-tls-errors");
+    let server = common::certs::self_signed(&dir);
+    let other = common::certs::client_pki(&dir);
+    let (cert, key) = (server.cert.to_str().unwrap(), server.key.to_str().unwrap());
+    let missing = dir.join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let tls = ["--tls-bind", "127.0.0.1:0"];
+    let table: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--tls-bind", "127.0.0.1:0"], "--certfile"),
+        (
+            vec!["--tls-bind", "127.0.0.1:0", "--certfile", cert],
+            "--keyfile",
+        ),
+        (vec!["--certfile", cert, "--keyfile", key], "--tls-bind"),
+        (vec!["--ca-certs", cert], "--tls-bind"),
+        (
+            [&tls[..], &["--certfile", missing, "--keyfile", key]].concat(),
+            missing,
+        ),
+        (
+            [&tls[..], &["--certfile", cert, "--keyfile", missing]].concat(),
+            missing,
+        ),
+        (
+            [&tls[..], &["--certfile", key, "--keyfile", key]].concat(),
+            key,
+        ),
+        (
+            [
+                &tls[..],
+                &[
+                    "--certfile",
+                    cert,
+                    "--keyfile",
+                    other.client.key.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+            "does not match",
+        ),
+        (
+            [
+                &tls[..],
+                &[
+                    "--certfile",
+                    cert,
+                    "--keyfile",
+                    key,
+                    "--cert-reqs",
+                    "optional",
+                ],
+            ]
+            .concat(),
+            "ca_certs",
+        ),
+        (
+            [
+                &tls[..],
+                &["--certfile", cert, "--keyfile", key, "--cert-reqs", "maybe"],
+            ]
+            .concat(),
+            "maybe",
+        ),
+        (
+            [
+                &tls[..],
+                &["--certfile", cert, "--keyfile", key, "--ca-certs", missing],
+            ]
+            .concat(),
+            missing,
+        ),
+        (
+            [
+                &tls[..],
+                &["--certfile", cert, "--keyfile", key, "--workers", "2"],
+            ]
+            .concat(),
+            "--workers",
+        ),
+    ];
+    for (args, named) in table {
+        let out = run_to_end(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("error"), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?} names {named}: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,10 +2,12 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
 
 use crate::http::{RequestHead, Version};
+use crate::tls::TlsInfo;
 
 /// One request as WSGI's environ describes it.
 ///
@@ -24,6 +26,12 @@ use crate::http::{RequestHead, Version};
 /// An absolute-form target (`GET http://other.example:81/p`, RFC 9112 §3.2.2) decides the host:
 /// `HTTP_HOST`, `SERVER_NAME` and `SERVER_PORT` follow it and `Host` is ignored; the scheme
 /// stays the connection's ([`Environ::url_scheme`]), whatever the target says.
+///
+/// On a TLS interface, mod_ssl's `SSL_*` variables describe the connection
+/// ([`Environ::ssl_protocol`] and the other `ssl_*` accessors): `SSL_PROTOCOL`, `SSL_CIPHER`,
+/// `SSL_CLIENT_VERIFY`, and for a client that presented a certificate `SSL_CLIENT_S_DN`,
+/// `SSL_CLIENT_I_DN`, `SSL_CLIENT_SERIAL` and the certificate in PEM as `SSL_CLIENT_CERT`
+/// (mod_ssl's name) and `SSL_CLIENT_RAW_CERT` (Rocket's).
 pub struct Environ {
     /// The parsed request head, owning its bytes.
     head: RequestHead,
@@ -38,6 +46,9 @@ pub struct Environ {
     scheme: &'static str,
     /// HTTP_HOST as a trusted proxy received it (`X-Forwarded-Host`), in place of the head's.
     forwarded_host: Option<String>,
+    /// The `SSL_*` variables of a connection to a TLS interface, shared by its requests;
+    /// `None` for plain HTTP (a request over TLS to a proxy in front has none either).
+    tls: Option<Arc<TlsInfo>>,
 }
 
 impl Environ {
@@ -60,7 +71,18 @@ impl Environ {
             peer,
             scheme,
             forwarded_host: None,
+            tls: None,
         }
+    }
+
+    /// Describes the TLS connection the request arrived on (`SSL_*`), if any.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the TLS data plane calls it (issue 12)")
+    )]
+    pub(crate) fn with_tls(mut self, tls: Option<Arc<TlsInfo>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Takes HTTP_HOST from a trusted proxy's `X-Forwarded-Host` (or `Forwarded`'s `host`),
@@ -165,6 +187,50 @@ impl Environ {
         self.forwarded_host.as_deref().or(self.head.host())
     }
 
+    /// SSL_PROTOCOL: `TLSv1.2` or `TLSv1.3` on a TLS interface.
+    pub fn ssl_protocol(&self) -> Option<&str> {
+        self.tls.as_deref()?.protocol()
+    }
+
+    /// SSL_CIPHER: the cipher suite's name on a TLS interface, as rustls names it (the IANA
+    /// name, with `TLS13_` for TLS 1.3's), e.g. `TLS13_AES_128_GCM_SHA256`.
+    pub fn ssl_cipher(&self) -> Option<&str> {
+        self.tls.as_deref()?.cipher()
+    }
+
+    /// SSL_CLIENT_VERIFY on a TLS interface: `SUCCESS` if the client presented a certificate
+    /// (it was verified: an invalid one fails the handshake, so mod_ssl's `FAILED` never
+    /// reaches the application), `NONE` if it presented none.
+    pub fn ssl_client_verify(&self) -> Option<&str> {
+        Some(self.tls.as_deref()?.client_verify())
+    }
+
+    /// SSL_CLIENT_S_DN: the client certificate's subject as mod_ssl writes it (RFC 4514,
+    /// the most specific attribute first: `CN=alice,O=Example,C=FR`).
+    pub fn ssl_client_s_dn(&self) -> Option<&str> {
+        self.tls.as_deref()?.client_subject()
+    }
+
+    /// SSL_CLIENT_I_DN: the client certificate's issuer, written as [`Environ::ssl_client_s_dn`].
+    pub fn ssl_client_i_dn(&self) -> Option<&str> {
+        self.tls.as_deref()?.client_issuer()
+    }
+
+    /// SSL_CLIENT_SERIAL: the client certificate's serial number in upper-case hexadecimal.
+    pub fn ssl_client_serial(&self) -> Option<&str> {
+        self.tls.as_deref()?.client_serial()
+    }
+
+    /// SSL_CLIENT_CERT (and SSL_CLIENT_RAW_CERT): the client certificate in PEM.
+    pub fn ssl_client_cert(&self) -> Option<&str> {
+        self.tls.as_deref()?.client_cert_pem()
+    }
+
+    /// The client certificate as it was sent (DER), to parse it further.
+    pub fn ssl_client_cert_der(&self) -> Option<&[u8]> {
+        self.tls.as_deref()?.client_cert_der()
+    }
+
     /// The first value of a header, if it is valid UTF-8; names are case-insensitive.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.header_bytes(name)
@@ -190,11 +256,10 @@ impl Environ {
         self.cgi_var(key)
     }
 
-    /// All variables, CGI ones first, then `HTTP_HOST` and one `HTTP_*` per other header name
-    /// (repeats joined by `,`, `Cookie`'s by `; `).
+    /// All variables, CGI ones first (`SSL_*` last), then `HTTP_HOST` and one `HTTP_*` per
+    /// other header name (repeats joined by `,`, `Cookie`'s by `; `).
     pub fn vars(&self) -> Vec<(String, String)> {
-        let cgi = CGI_NAMES
-            .iter()
+        let cgi = (CGI_NAMES.iter().chain(&SSL_NAMES))
             .filter_map(|name| Some((name.to_string(), self.cgi_var(name)?.into_owned())));
         let http = (self.http_vars()).map(|(key, value)| (key, lossy(value).into_owned()));
         cgi.chain(http).collect()
@@ -233,9 +298,24 @@ impl Environ {
             "REMOTE_PORT" => self.peer.port().to_string().into(),
             "wsgi.url_scheme" => self.scheme.into(),
             "HTTPS" if self.scheme == "https" => "on".into(),
-            _ => return None,
+            _ => return self.ssl_var(key).map(Cow::from),
         };
         Some(text)
+    }
+
+    /// One of mod_ssl's [`SSL_NAMES`], if the connection is TLS and has it.
+    pub(crate) fn ssl_var(&self, key: &str) -> Option<&str> {
+        let tls = self.tls.as_deref()?;
+        match key {
+            "SSL_PROTOCOL" => tls.protocol(),
+            "SSL_CIPHER" => tls.cipher(),
+            "SSL_CLIENT_VERIFY" => Some(tls.client_verify()),
+            "SSL_CLIENT_S_DN" => tls.client_subject(),
+            "SSL_CLIENT_I_DN" => tls.client_issuer(),
+            "SSL_CLIENT_SERIAL" => tls.client_serial(),
+            "SSL_CLIENT_CERT" | "SSL_CLIENT_RAW_CERT" => tls.client_cert_pem(),
+            _ => None,
+        }
     }
 
     fn http_var(&self, name: &str) -> Option<Cow<'_, str>> {
@@ -281,6 +361,19 @@ const CGI_NAMES: [&str; 16] = [
     "HTTPS",
 ];
 
+/// The variables of a TLS connection, in the order [`Environ::vars`] lists them (after
+/// [`CGI_NAMES`]): mod_ssl's, and Rocket's name of the client certificate.
+pub(crate) const SSL_NAMES: [&str; 8] = [
+    "SSL_PROTOCOL",
+    "SSL_CIPHER",
+    "SSL_CLIENT_VERIFY",
+    "SSL_CLIENT_S_DN",
+    "SSL_CLIENT_I_DN",
+    "SSL_CLIENT_SERIAL",
+    "SSL_CLIENT_CERT",
+    "SSL_CLIENT_RAW_CERT",
+];
+
 /// `HTTP_` plus the upper-cased name with `-` as `_`; `None` for names that have no `HTTP_*`.
 fn http_key(name: &str) -> Option<String> {
     if name.contains('_')
@@ -302,7 +395,75 @@ fn http_key(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::environ;
+    use crate::test_support::{certs, environ, tls_info};
+
+    /// The `SSL_*` variables of a TLS connection, by accessor, by name, and listed.
+    #[test]
+    fn a_tls_connection_gives_mod_ssls_variables() {
+        let tls = Arc::new(tls_info("environ-ssl", true));
+        let e = environ("GET / HTTP/1.1\r\nHost: h\r\n\r\n").with_tls(Some(tls));
+        let pem = e.ssl_client_cert().expect("the certificate");
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"), "{pem}");
+        assert!(e.ssl_client_cert_der().is_some_and(|der| !der.is_empty()));
+        let table = [
+            ("SSL_PROTOCOL", e.ssl_protocol(), "TLSv1.3"),
+            ("SSL_CIPHER", e.ssl_cipher(), "TLS13_AES_128_GCM_SHA256"),
+            ("SSL_CLIENT_VERIFY", e.ssl_client_verify(), "SUCCESS"),
+            ("SSL_CLIENT_S_DN", e.ssl_client_s_dn(), certs::CLIENT_DN),
+            ("SSL_CLIENT_I_DN", e.ssl_client_i_dn(), certs::CA_DN),
+            (
+                "SSL_CLIENT_SERIAL",
+                e.ssl_client_serial(),
+                certs::CLIENT_SERIAL,
+            ),
+            ("SSL_CLIENT_CERT", e.ssl_client_cert(), pem),
+            ("SSL_CLIENT_RAW_CERT", e.ssl_client_cert(), pem),
+        ];
+        let vars = e.vars();
+        let listed: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+        let ssl: Vec<&str> = (listed.iter().copied())
+            .filter(|k| k.starts_with("SSL_"))
+            .collect();
+        assert_eq!(ssl, SSL_NAMES, "each once, in order");
+        for (key, typed, value) in table {
+            assert_eq!(typed, Some(value), "{key}");
+            assert_eq!(e.get(key).as_deref(), Some(value), "{key}");
+            assert!(
+                vars.contains(&(key.to_string(), value.to_string())),
+                "{key}"
+            );
+        }
+        assert_eq!(e.url_scheme(), "http", "the data plane decides the scheme");
+    }
+
+    /// A client without a certificate: `SSL_CLIENT_VERIFY` is `NONE` and the certificate's
+    /// variables are absent; plain HTTP has no `SSL_*` variable at all.
+    #[test]
+    fn ssl_variables_are_absent_when_there_is_nothing_to_say() {
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let anonymous = environ(raw).with_tls(Some(Arc::new(tls_info("environ-anon", false))));
+        assert_eq!(anonymous.ssl_client_verify(), Some("NONE"));
+        assert_eq!(anonymous.ssl_protocol(), Some("TLSv1.3"));
+        let plain = environ(raw);
+        for name in &SSL_NAMES[3..] {
+            assert_eq!(anonymous.get(name), None, "{name}");
+        }
+        assert_eq!(anonymous.ssl_client_cert_der(), None);
+        for name in SSL_NAMES {
+            assert_eq!(plain.get(name), None, "{name}");
+        }
+        assert!(plain.vars().iter().all(|(k, _)| !k.starts_with("SSL_")));
+        let typed = [
+            plain.ssl_protocol(),
+            plain.ssl_cipher(),
+            plain.ssl_client_verify(),
+            plain.ssl_client_s_dn(),
+            plain.ssl_client_i_dn(),
+            plain.ssl_client_serial(),
+            plain.ssl_client_cert(),
+        ];
+        assert!(typed.iter().all(Option::is_none), "{typed:?}");
+    }
 
     #[test]
     fn cgi_variables() {

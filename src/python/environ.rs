@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
-use crate::app::environ::SERVER_SOFTWARE;
+use crate::app::environ::{SERVER_SOFTWARE, SSL_NAMES};
 use crate::app::Environ;
 
 use super::file_wrapper::FileWrapper;
@@ -21,6 +21,7 @@ pub fn build<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     cgi(py, &dict, env)?;
+    ssl(py, &dict, env)?;
     headers(py, &dict, env)?;
     dict.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
     dict.set_item(intern!(py, "wsgi.url_scheme"), env.url_scheme())?;
@@ -65,6 +66,16 @@ fn cgi(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> 
     Ok(())
 }
 
+/// mod_ssl's `SSL_*` keys of a TLS connection, as the Rust environ has them.
+fn ssl(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> {
+    for name in SSL_NAMES {
+        if let Some(value) = env.ssl_var(name) {
+            dict.set_item(name, latin1(py, value.as_bytes()))?;
+        }
+    }
+    Ok(())
+}
+
 /// `HTTP_*` keys, as the Rust environ has them: a header sent several times is joined with
 /// `,` (`Cookie` with `; `), and `HTTP_HOST` follows an absolute-form target.
 fn headers(py: Python<'_>, dict: &Bound<'_, PyDict>, env: &Environ) -> PyResult<()> {
@@ -93,5 +104,53 @@ fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
                 PyString::new(py, &String::from_utf8_lossy(bytes))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::app::Input;
+    use crate::python::{attach, start};
+    use crate::test_support::{environ, tls_info};
+
+    /// The keys `build` gives `env`, with their values.
+    fn built(env: &Environ) -> Vec<(String, String)> {
+        start(None).expect("Python starts");
+        let mut body: &[u8] = b"";
+        let mut input = Input::new(&mut body);
+        attach(|py| {
+            let (wsgi_input, _closing) = WsgiInput::lend(py, &mut input).unwrap();
+            let dict = build(py, env, wsgi_input, &py.None().into_bound(py)).unwrap();
+            let strings = dict
+                .iter()
+                .filter_map(|(k, v)| Some((k.extract().ok()?, v.extract().ok()?)));
+            strings.collect()
+        })
+    }
+
+    #[test]
+    fn a_tls_connection_gives_the_ssl_keys_and_plain_http_none() {
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let tls = environ(raw).with_tls(Some(Arc::new(tls_info("python-ssl", true))));
+        let keys = built(&tls);
+        for name in SSL_NAMES {
+            let value = tls.get(name).expect("every SSL_ variable").into_owned();
+            assert!(
+                keys.contains(&(name.to_string(), value)),
+                "{name}: {keys:?}"
+            );
+        }
+        let plain = built(&environ(raw));
+        assert!(
+            plain.iter().all(|(k, _)| !k.starts_with("SSL_")),
+            "{plain:?}"
+        );
+        assert!(
+            plain.iter().any(|(k, _)| k == "REQUEST_METHOD"),
+            "{plain:?}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! HTTP/1.1 client with timeouts on every socket.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod client;
 pub mod process;
 pub mod wait;

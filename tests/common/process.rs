@@ -18,6 +18,8 @@ pub struct Running {
     pub child: Child,
     /// The addresses of its "Listening on sockets" line.
     pub addrs: Vec<SocketAddr>,
+    /// Which of them are TLS sockets (marked `*` in that line), in the same order.
+    pub tls: Vec<bool>,
     /// Its stderr lines before the start-up line.
     pub startup: Vec<String>,
     /// Its stderr lines after the start-up line.
@@ -79,13 +81,20 @@ impl Running {
             .split("Listening on sockets: ")
             .nth(1)
             .expect("addresses");
-        let addrs = list
+        let (addrs, tls) = list
             .split(", ")
-            .map(|a| a.trim().parse().expect(a))
-            .collect();
+            .map(|a| {
+                let (addr, tls) = match a.trim().strip_suffix('*') {
+                    Some(addr) => (addr, true),
+                    None => (a.trim(), false),
+                };
+                (addr.parse::<SocketAddr>().expect(a), tls)
+            })
+            .unzip();
         Running {
             child,
             addrs,
+            tls,
             startup,
             lines,
             out_lines,
