@@ -274,7 +274,7 @@ impl Default for ConfigBuilder {
 impl ConfigBuilder {
     /// Adds an interface such as `127.0.0.1:8000`, `[::1]:0` or `localhost:8000` (a host
     /// name is resolved at build time, and every address it gives is bound, as gunicorn
-    /// does) (default: 127.0.0.1:8000).
+    /// does) (default: 127.0.0.1:8000 when no interface, plain or TLS, is given).
     pub fn bind(mut self, addr: impl Into<String>) -> Self {
         self.interfaces.push(GivenInterface {
             addr: addr.into(),
