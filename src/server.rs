@@ -184,6 +184,8 @@ pub struct Server {
     config: Arc<Config>,
     /// The listening sockets, kept across restarts.
     sockets: Vec<TcpListener>,
+    /// Each socket's TLS configuration (`None`: plain HTTP), read again by each restart.
+    tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     /// The actors, while started.
     running: Option<Running>,
     /// Gauges and totals, kept across restarts.
@@ -200,6 +202,7 @@ impl Server {
         Server {
             config: Arc::new(config),
             sockets: Vec::new(),
+            tls: Vec::new(),
             running: None,
             stats: Arc::new(Stats::default()),
             exit_on_stop: false,
@@ -226,7 +229,26 @@ impl Server {
             return Ok(());
         }
         self.sockets = listening_sockets(&self.config)?;
+        self.tls = tls_configs(&self.config);
         Ok(())
+    }
+
+    /// Reads every TLS interface's certificate and key again (restart): new connections get
+    /// the new ones, open ones keep theirs; files that do not load are logged, and the
+    /// interface keeps what it had.
+    fn reload_tls(&mut self) {
+        if !self.config.listeners.is_empty() {
+            return;
+        }
+        for (iface, current) in self.config.interfaces.iter().zip(&mut self.tls) {
+            let Some(settings) = &iface.tls else {
+                continue;
+            };
+            match settings.reload() {
+                Ok(reloaded) => *current = Some(reloaded.server_config()),
+                Err(e) => log::error!("{e}; {} keeps its certificate", iface.addr),
+            }
+        }
     }
 
     /// Stops gracefully once `limit` responses are sent (`max_requests`), once.
@@ -260,7 +282,7 @@ impl Server {
 
     fn start_listeners(&self, generation: &Generation) -> Vec<Addr<Listener>> {
         let mut listeners = Vec::new();
-        for socket in &self.sockets {
+        for (socket, tls) in self.sockets.iter().zip(&self.tls) {
             match socket.try_clone() {
                 Ok(dup) => {
                     let to = generation.dispatcher.clone().recipient();
@@ -270,7 +292,8 @@ impl Server {
                     };
                     let proxies = self.config.proxies.clone();
                     let stats = self.stats.clone();
-                    let listener = Listener::new(dup, to, stats, backpressure, proxies, None);
+                    let tls = tls.clone();
+                    let listener = Listener::new(dup, to, stats, backpressure, proxies, tls);
                     listeners.push(listener.start());
                 }
                 Err(e) => log::error!("cannot share a listening socket: {e}"),
@@ -453,6 +476,7 @@ impl actix::Handler<Restart> for Server {
         log::info!("restarting");
         self.notify(State::Reloading);
         self.reopen_access_log();
+        self.reload_tls();
         let old = self.running.take();
         let started = self.start().map(|_| ());
         let next = self.running.as_ref().map(|r| r.generation.pool.clone());

@@ -76,10 +76,6 @@ impl Environ {
     }
 
     /// Describes the TLS connection the request arrived on (`SSL_*`), if any.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the TLS data plane calls it (issue 12)")
-    )]
     pub(crate) fn with_tls(mut self, tls: Option<Arc<TlsInfo>>) -> Self {
         self.tls = tls;
         self

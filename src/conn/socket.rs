@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,7 @@ use rustix::net::{recv, RecvFlags};
 use super::budget::Budget;
 use super::outbox::{sendfile_now, write_now, Unsent};
 use super::tls::{Encrypted, TlsSession};
+use crate::tls::TlsInfo;
 
 /// The most bytes taken from the socket by one read into a buffer.
 const READ_CHUNK: usize = 8 * 1024;
@@ -108,6 +110,12 @@ impl Socket {
     /// The TLS session, on a TLS interface.
     pub(crate) fn tls(&self) -> Option<&TlsSession> {
         self.tls.as_deref()
+    }
+
+    /// What the environ says of the TLS session, on a TLS interface once the handshake is
+    /// done.
+    pub(crate) fn tls_info(&mut self) -> Option<Arc<TlsInfo>> {
+        self.tls.as_mut().and_then(|tls| tls.info())
     }
 
     /// Appends what is available to `buf` without waiting (`WouldBlock` if nothing is);

@@ -17,6 +17,7 @@ use rustix::net::{recv, RecvFlags};
 use rustls::{ServerConfig, ServerConnection};
 
 use super::outbox::Sink;
+use crate::tls::TlsInfo;
 
 /// The most bytes of a file read into the session at a time (a TLS record's worth).
 const FILE_CHUNK: usize = 16 * 1024;
@@ -55,6 +56,9 @@ pub(crate) struct TlsSession {
     /// The client was refused (plain HTTP, or a TLS error already answered with an alert):
     /// nothing more is sent through the session.
     refused: bool,
+    /// What the environ says of the session (protocol, cipher, client certificate), made
+    /// once after the handshake and shared by every request of the connection.
+    info: Option<Arc<TlsInfo>>,
 }
 
 impl TlsSession {
@@ -64,7 +68,21 @@ impl TlsSession {
             conn: ServerConnection::new(config)?,
             started: false,
             refused: false,
+            info: None,
         })
+    }
+
+    /// What the environ says of the session, once the handshake is done.
+    pub(crate) fn info(&mut self) -> Option<Arc<TlsInfo>> {
+        if self.conn.is_handshaking() {
+            return None;
+        }
+        let conn = &self.conn;
+        Some(
+            self.info
+                .get_or_insert_with(|| Arc::new(TlsInfo::of(conn)))
+                .clone(),
+        )
     }
 
     /// Whether the handshake is still going on.

@@ -42,10 +42,6 @@ struct ClientCert {
 impl TlsInfo {
     /// What `conn` tells once its handshake is complete (before, protocol and cipher are not
     /// known yet and no client certificate has arrived).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the TLS data plane calls it (issue 12)")
-    )]
     pub(crate) fn of(conn: &ServerConnection) -> TlsInfo {
         let protocol = conn.protocol_version().and_then(protocol_name);
         let cipher = (conn.negotiated_cipher_suite()).and_then(|suite| suite.suite().as_str());

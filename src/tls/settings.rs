@@ -99,10 +99,6 @@ impl TlsSettings {
 
     /// The same files read again (after SIGHUP: a renewed certificate); on error the caller
     /// keeps serving with these settings.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the TLS data plane reloads (issue 12)")
-    )]
     pub(crate) fn reload(&self) -> Result<TlsSettings, TlsError> {
         let ca_certs = self.ca_certs.as_deref();
         TlsSettings::load(&self.cert, &self.key, ca_certs, self.policy)

@@ -422,7 +422,7 @@ impl Session<'_> {
         let tls = self.tls || self.socket.tls().is_some();
         let origin = origin(&mut head, self.peer, tls, trusted);
         let environ = Environ::new(head, self.local, origin.client, origin.scheme);
-        let environ = environ.with_forwarded_host(origin.host);
+        let environ = (environ.with_forwarded_host(origin.host)).with_tls(self.socket.tls_info());
         let (reply, body_clean) = match self.run_app(&environ) {
             Ok(done) => done,
             Err(After::Reject(e)) => {
