@@ -28,6 +28,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 mkdir "$WORK/root"
 printf 'Hello, World!' >"$WORK/root/hello"
 head -c $((10 << 20)) /dev/urandom >"$WORK/root/10m.bin"
+# nginx's worker runs as an unprivileged user: the files must be readable by all.
+chmod -R a+rX "$WORK"
 
 NGINX_PORT=$(free_port)
 cat >"$WORK/nginx.conf" <<CONF
