@@ -397,8 +397,11 @@ fn describe(socket: &std::net::TcpListener) -> String {
         .map_or_else(|e| e.to_string(), |a| a.to_string())
 }
 
+/// An application given by the program, set on the builder the command line made.
+type ProgramApp = Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>;
+
 /// Parses the command line, serves `app` (or the demo page) and returns the exit status.
-pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> ExitCode {
+pub fn main(app: Option<ProgramApp>) -> ExitCode {
     init_logging();
     let worker_process = std::env::var_os(CHILD_FDS).is_some();
     let from_systemd = match FromSystemd::take() {
@@ -417,21 +420,35 @@ pub fn main(app: Option<Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>>) -> Exi
     if cli.workers > 1 && !worker_process {
         return run_master(&cli, from_systemd);
     }
-    // `--method fs` serves files in place of the program's application.
-    let app = app.filter(|_| cli.method == MethodArg::Wsgi);
-    let builder = match cli.builder() {
-        Ok(builder) => app.map_or(builder.clone(), |with_app| with_app(builder)),
-        Err(e) => return fail(&e),
-    };
-    let builder = from_systemd.apply(builder, &cli);
-    let builder = match worker_process {
-        true => builder.reports_to_master(),
-        false => builder,
-    };
-    let config = match builder.build() {
-        Ok(config) => config,
-        Err(e) => return fail(&e.to_string()),
-    };
+    match cli.config(app, from_systemd, worker_process) {
+        Ok(config) => serve(config),
+        Err(e) => fail(&e),
+    }
+}
+
+impl Cli {
+    /// The configuration this process serves: the command line's, with the program's
+    /// application (unless `--method fs`), systemd's sockets, and a master to report to.
+    fn config(
+        &self,
+        app: Option<ProgramApp>,
+        from_systemd: FromSystemd,
+        worker_process: bool,
+    ) -> Result<Config, String> {
+        let app = app.filter(|_| self.method == MethodArg::Wsgi);
+        let builder = self.builder()?;
+        let builder = app.map_or(builder.clone(), |with_app| with_app(builder));
+        let builder = from_systemd.apply(builder, self);
+        let builder = match worker_process {
+            true => builder.reports_to_master(),
+            false => builder,
+        };
+        builder.build().map_err(|e| e.to_string())
+    }
+}
+
+/// Serves `config` until it stops; the exit status.
+fn serve(config: Config) -> ExitCode {
     let tls = tls_flags(&config);
     let served = crate::run(config, |addrs| announce(addrs, &tls));
     #[cfg(feature = "python")]

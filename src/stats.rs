@@ -218,6 +218,19 @@ impl StatusReport {
     }
 }
 
+/// A report with a different value in every field, for tests.
+#[cfg(test)]
+pub(crate) const SAMPLE_REPORT: StatusReport = StatusReport {
+    running: true,
+    threads: 10,
+    busy: 3,
+    queued: 2,
+    idle_connections: 7,
+    connections_total: 41,
+    requests_total: 1234,
+    longest_request: Duration::from_millis(1500),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,16 +255,7 @@ mod tests {
 
     #[test]
     fn a_report_goes_through_a_notice_unchanged() {
-        let report = StatusReport {
-            running: true,
-            threads: 10,
-            busy: 3,
-            queued: 2,
-            idle_connections: 7,
-            connections_total: 41,
-            requests_total: 1234,
-            longest_request: Duration::from_millis(1500),
-        };
+        let report = SAMPLE_REPORT;
         let notice = report.to_notice();
         assert_eq!(notice, "X_SKYROCKET_STATUS=1 10 3 2 7 41 1234 1500\n");
         assert_eq!(StatusReport::from_notice(notice.as_bytes()), Some(report));

@@ -115,19 +115,6 @@ fn register_stuck(registry: &mut Registry, samples: &[Sample]) {
     registry.register("stuck", help, family);
 }
 
-/// A report with a different value in every field, for tests.
-#[cfg(test)]
-pub(super) const SAMPLE_REPORT: StatusReport = StatusReport {
-    running: true,
-    threads: 10,
-    busy: 3,
-    queued: 2,
-    idle_connections: 7,
-    connections_total: 41,
-    requests_total: 1234,
-    longest_request: std::time::Duration::from_millis(1500),
-};
-
 /// A single process's sample of `report`.
 #[cfg(test)]
 pub(super) fn alone(report: StatusReport) -> Vec<Sample> {
@@ -141,6 +128,7 @@ pub(super) fn alone(report: StatusReport) -> Vec<Sample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::SAMPLE_REPORT;
 
     #[test]
     fn every_counter_has_its_help_type_and_value() {

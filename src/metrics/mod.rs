@@ -279,7 +279,7 @@ mod tests {
 
     /// A Metrics actor asking a fake Server; its address.
     fn start(deadline: Duration) -> SocketAddr {
-        let fake = FakeServer(exposition::SAMPLE_REPORT).start().recipient();
+        let fake = FakeServer(crate::stats::SAMPLE_REPORT).start().recipient();
         start_asking(fake, deadline)
     }
 

@@ -88,6 +88,8 @@ impl TlsSettings {
             .map_err(|e| pair_error(e, cert, key))?;
         resume_sessions(&mut config)?;
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        // The server's order of cipher suites (rustls', strongest first) wins over the client's.
+        config.ignore_client_order = true;
         Ok(TlsSettings {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
