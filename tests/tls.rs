@@ -299,3 +299,32 @@ fn resident_kib() -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+#[test]
+fn a_slow_reader_of_a_tls_response_holds_no_worker() {
+    let dir = scratch_dir("tls-slow-reader");
+    let files = self_signed(&dir);
+    let builder = tls_config(&files).min_threads(1).max_threads(1);
+    let server = TestServer::start(builder);
+    let config = client_config(&files.cert, None);
+    // 16 MiB of bytes in memory, far more than the socket buffers and rustls' limit hold.
+    let tcp = common::connect(server.addr);
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut slow = StreamOwned::new(ClientConnection::new(config.clone(), name).unwrap(), tcp);
+    slow.write_all(b"GET /bytes?kib=16384 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 1];
+    slow.read_exact(&mut first).unwrap();
+
+    let answer = exchange(server.addr, config, ENVIRON).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK\r\n"),
+        "served by the one worker: {answer}"
+    );
+
+    let mut rest = vec![0u8; 1 << 16];
+    let mut total = 1;
+    while total < 16 << 20 {
+        total += slow.read(&mut rest).unwrap();
+    }
+}
