@@ -14,7 +14,7 @@ use crate::config::{
 };
 use crate::http::ProxyProtocol;
 use crate::master::Supervision;
-use crate::systemd::{self, Notifier, PassedSocket, CHILD_FDS};
+use crate::systemd::{self, Notifier, PassedSocket, CHILD_FDS, TLS_NAME};
 use crate::tls::ClientCerts;
 
 /// Rocket's options as flags.
@@ -159,10 +159,8 @@ pub(crate) enum ProxyArg {
     Auto,
 }
 
-/// Why `--tls-bind` is refused with `--workers`: the children take the master's sockets as
-/// socket activation's, which serve plain HTTP.
-const TLS_WITH_WORKERS: &str =
-    "--tls-bind does not work with --workers: worker processes would serve it as plain HTTP";
+/// Why a socket passed as a TLS interface cannot be served.
+const TLS_NEEDS_FILES: &str = "a passed socket named tls needs --certfile FILE and --keyfile FILE";
 
 /// `--cert-reqs`' values: the names of Python's `ssl.CERT_*`, or their numbers, which
 /// gunicorn takes.
@@ -280,9 +278,6 @@ impl Cli {
         let (Some(cert), Some(key)) = (&self.certfile, &self.keyfile) else {
             return Err("--tls-bind needs --certfile FILE and --keyfile FILE".into());
         };
-        if self.workers > 1 {
-            return Err(TLS_WITH_WORKERS.into());
-        }
         let mut builder =
             (self.tls_bind.iter()).fold(builder, |b, addr| b.tls_bind(addr.clone(), cert, key));
         if let Some(ca_certs) = &self.ca_certs {
@@ -365,9 +360,10 @@ impl FromSystemd {
         Ok(FromSystemd { sockets, notifier })
     }
 
-    /// Serves the passed sockets (plain HTTP) instead of the `--bind` and `--tls-bind`
-    /// addresses, and notifies systemd.
-    fn apply(self, mut builder: ConfigBuilder, cli: &Cli) -> ConfigBuilder {
+    /// Serves the passed sockets instead of the `--bind` and `--tls-bind` addresses (those
+    /// named `tls` with `--certfile` and `--keyfile`, the others plain HTTP), and notifies
+    /// systemd.
+    fn apply(self, mut builder: ConfigBuilder, cli: &Cli) -> Result<ConfigBuilder, String> {
         if !self.sockets.is_empty() {
             let names: Vec<String> = (self.sockets.iter())
                 .map(|p| format!("{} ({})", p.name, describe(&p.socket)))
@@ -381,12 +377,16 @@ impl FromSystemd {
             log::info!("socket activation: serving {}{ignored}", names.join(", "));
         }
         for passed in self.sockets {
-            builder = builder.listener(passed.socket);
+            builder = match (passed.name == TLS_NAME, &cli.certfile, &cli.keyfile) {
+                (false, _, _) => builder.listener(passed.socket),
+                (true, Some(cert), Some(key)) => builder.tls_listener(passed.socket, cert, key),
+                (true, _, _) => return Err(TLS_NEEDS_FILES.into()),
+            };
         }
-        match self.notifier {
+        Ok(match self.notifier {
             Some(notifier) => builder.notifier(notifier),
             None => builder,
-        }
+        })
     }
 }
 
@@ -438,7 +438,7 @@ impl Cli {
         let app = app.filter(|_| self.method == MethodArg::Wsgi);
         let builder = self.builder()?;
         let builder = app.map_or(builder.clone(), |with_app| with_app(builder));
-        let builder = from_systemd.apply(builder, self);
+        let builder = from_systemd.apply(builder, self)?;
         let builder = match worker_process {
             true => builder.reports_to_master(),
             false => builder,
@@ -469,7 +469,10 @@ fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
     if let Some(addr) = &cli.metrics {
         listening = listening.metrics(addr);
     }
-    let config = match from_systemd.apply(listening, cli).build() {
+    let config = match from_systemd
+        .apply(listening, cli)
+        .and_then(|b| b.build().map_err(|e| e.to_string()))
+    {
         Ok(config) => config,
         Err(e) => return fail(&e.to_string()),
     };
@@ -507,6 +510,10 @@ impl Cli {
             metrics,
             read_timeout: self.read_timeout,
             server_name: config.server_name.clone(),
+            tls_sockets: crate::server::tls_configs(config)
+                .iter()
+                .map(Option::is_some)
+                .collect(),
         }
     }
 }

@@ -46,6 +46,19 @@ struct GivenInterface {
     tls: Option<(PathBuf, PathBuf)>,
 }
 
+/// A TLS interface's certificate chain and key files.
+type TlsFiles = (PathBuf, PathBuf);
+
+/// A socket given already listening (socket activation), and its TLS settings if it is a
+/// TLS interface (a passed socket named `tls`, as a master names its TLS ones).
+#[derive(Debug, Clone)]
+pub(crate) struct Listening {
+    /// The socket; shared, since each server takes duplicates.
+    pub(crate) socket: Arc<TcpListener>,
+    /// What it serves TLS with; `None`: plain HTTP.
+    pub(crate) tls: Option<Arc<TlsSettings>>,
+}
+
 /// What the server does with a request: Rocket's `method` option.
 #[derive(Clone)]
 pub(crate) enum Method {
@@ -81,7 +94,7 @@ pub struct Config {
     pub(crate) interfaces: Vec<Interface>,
     /// Sockets already listening (systemd's socket activation), served instead of binding
     /// `interfaces`; shared, since each server takes duplicates.
-    pub(crate) listeners: Vec<Arc<TcpListener>>,
+    pub(crate) listeners: Vec<Listening>,
     /// Whether bound sockets set `SO_REUSEPORT`, so that independent servers share a port.
     pub(crate) reuse_port: bool,
     /// Tells systemd about start-up, restarts and stops (`NOTIFY_SOCKET`).
@@ -175,8 +188,9 @@ pub struct ConfigBuilder {
     /// Whether TLS interfaces ask clients for a certificate; `None`: optionally with a CA
     /// file (as Rocket), else not.
     cert_reqs: Option<ClientCerts>,
-    /// See [`Config::listeners`].
-    listeners: Vec<Arc<TcpListener>>,
+    /// See [`Config::listeners`]: each socket, with the certificate and key files of a TLS
+    /// one.
+    listeners: Vec<(Arc<TcpListener>, Option<TlsFiles>)>,
     /// See [`Config::reuse_port`].
     reuse_port: bool,
     /// See [`Config::notifier`].
@@ -325,7 +339,15 @@ impl ConfigBuilder {
     /// bound (default: none). The socket stays open until the configuration is dropped, so a
     /// stopped server's clients wait in its backlog instead of being refused.
     pub fn listener(mut self, socket: TcpListener) -> Self {
-        self.listeners.push(Arc::new(socket));
+        self.listeners.push((Arc::new(socket), None));
+        self
+    }
+
+    /// Serves `socket`, already bound and listening, as a TLS interface with the files of
+    /// [`ConfigBuilder::tls_bind`] (a master's TLS socket, passed to its worker process).
+    pub(crate) fn tls_listener(mut self, socket: TcpListener, cert: &Path, key: &Path) -> Self {
+        let files = (cert.to_path_buf(), key.to_path_buf());
+        self.listeners.push((Arc::new(socket), Some(files)));
         self
     }
 
@@ -520,6 +542,7 @@ impl ConfigBuilder {
     pub fn build(self) -> Result<Config, ConfigError> {
         self.check_numbers()?;
         let interfaces = self.resolve_interfaces()?;
+        let listeners = self.listening()?;
         let method = self.method()?;
         let access_log = self.open_access_log()?;
         let proxies = self.proxies()?;
@@ -527,7 +550,7 @@ impl ConfigBuilder {
         let recycle_after = self.recycle_after();
         Ok(Config {
             interfaces,
-            listeners: self.listeners,
+            listeners,
             reuse_port: self.reuse_port,
             notifier: self.notifier,
             reports_to_master: self.reports_to_master,
@@ -576,6 +599,19 @@ impl ConfigBuilder {
             interfaces.extend(addrs.into_iter().map(with_tls));
         }
         Ok(interfaces)
+    }
+
+    /// The sockets given already listening, with their TLS files read.
+    fn listening(&self) -> Result<Vec<Listening>, ConfigError> {
+        let listening = |(socket, files): &(Arc<TcpListener>, Option<TlsFiles>)| {
+            let tls = match files {
+                Some((cert, key)) => Some(self.load_tls(cert, key)?),
+                None => None,
+            };
+            let socket = socket.clone();
+            Ok(Listening { socket, tls })
+        };
+        self.listeners.iter().map(listening).collect()
     }
 
     /// What a TLS interface with these files serves with.

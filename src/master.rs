@@ -35,7 +35,7 @@ use crate::metrics::{Collect, Metrics, Sample};
 use crate::server::HEARTBEAT;
 use crate::signals::{self, Received};
 use crate::stats::StatusReport;
-use crate::systemd::{Notifier, State, CHILD_FDS, NOTIFY_SOCKET};
+use crate::systemd::{Notifier, State, CHILD_FDNAMES, CHILD_FDS, NOTIFY_SOCKET, TLS_NAME};
 
 /// Lowest descriptor the master keeps its sockets at, so that moving them to 3, 4, ... in a
 /// new child never overwrites one not moved yet.
@@ -75,6 +75,8 @@ pub(crate) struct Supervision {
     pub(crate) read_timeout: Duration,
     /// The `Server` header value of the metrics endpoint.
     pub(crate) server_name: String,
+    /// Which of the sockets are TLS interfaces: the children are told by the sockets' names.
+    pub(crate) tls_sockets: Vec<bool>,
 }
 
 /// A running child.
@@ -245,6 +247,7 @@ impl Master {
         command
             .args(args)
             .env(CHILD_FDS, self.sockets.len().to_string())
+            .env(CHILD_FDNAMES, self.socket_names())
             .env(NOTIFY_SOCKET, notify)
             .kill_on_drop(true);
         let fds: Vec<i32> = self.sockets.iter().map(|fd| fd.as_raw_fd()).collect();
@@ -254,6 +257,13 @@ impl Master {
             command.pre_exec(move || move_sockets(&fds));
         }
         command
+    }
+
+    /// The sockets' names for the children, as `LISTEN_FDNAMES` gives them.
+    fn socket_names(&self) -> String {
+        let name = |&tls: &bool| if tls { TLS_NAME } else { "master" };
+        let names: Vec<&str> = self.supervision.tls_sockets.iter().map(name).collect();
+        names.join(":")
     }
 
     /// Whether every child of `generation` that is not retiring is ready, and there are

@@ -20,6 +20,7 @@ use crate::pool::{IdleSet, Pool, Settings};
 use crate::signals::{self, Received};
 use crate::stats::{Stats, StatusReport};
 use crate::systemd::{Notifier, State};
+use crate::tls::TlsSettings;
 use crate::worker::Worker;
 
 /// How often a server with `max_requests` checks its count of responses.
@@ -237,16 +238,17 @@ impl Server {
     /// the new ones, open ones keep theirs; files that do not load are logged, and the
     /// interface keeps what it had.
     fn reload_tls(&mut self) {
-        if !self.config.listeners.is_empty() {
-            return;
-        }
-        for (iface, current) in self.config.interfaces.iter().zip(&mut self.tls) {
-            let Some(settings) = &iface.tls else {
+        let settings = tls_settings(&self.config);
+        for ((socket, settings), current) in self.sockets.iter().zip(settings).zip(&mut self.tls) {
+            let Some(settings) = settings else {
                 continue;
             };
             match settings.reload() {
                 Ok(reloaded) => *current = Some(reloaded.server_config()),
-                Err(e) => log::error!("{e}; {} keeps its certificate", iface.addr),
+                Err(e) => match socket.local_addr() {
+                    Ok(addr) => log::error!("{e}; {addr} keeps its certificate"),
+                    Err(_) => log::error!("{e}; the socket keeps its certificate"),
+                },
             }
         }
     }
@@ -336,20 +338,27 @@ pub(crate) fn listening_sockets(config: &Config) -> Result<Vec<TcpListener>, Ser
         false => config
             .listeners
             .iter()
-            .map(|socket| adopt(socket))
+            .map(|listening| adopt(&listening.socket))
             .collect(),
     }
 }
 
-/// The TLS configuration of each of [`listening_sockets`]`(config)`, in the same order: its
-/// interface's (`None` for a plain one), or `None` for every socket given already listening
-/// (socket activation serves plain HTTP).
+/// The TLS configuration of each of [`listening_sockets`]`(config)`, in the same order
+/// (`None` for a plain one).
 pub(crate) fn tls_configs(config: &Config) -> Vec<Option<Arc<rustls::ServerConfig>>> {
+    (tls_settings(config).into_iter())
+        .map(|settings| settings.map(|tls| tls.server_config()))
+        .collect()
+}
+
+/// The TLS settings of each of [`listening_sockets`]`(config)`, in the same order: its
+/// interface's, or those of the socket given already listening (`None`: plain HTTP).
+fn tls_settings(config: &Config) -> Vec<Option<&Arc<TlsSettings>>> {
     match config.listeners.is_empty() {
         true => (config.interfaces.iter())
-            .map(|iface| iface.tls.as_ref().map(|tls| tls.server_config()))
+            .map(|iface| iface.tls.as_ref())
             .collect(),
-        false => vec![None; config.listeners.len()],
+        false => (config.listeners.iter()).map(|l| l.tls.as_ref()).collect(),
     }
 }
 

@@ -24,6 +24,14 @@ const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 /// know before the child exists.
 pub(crate) const CHILD_FDS: &str = "SKYROCKET_LISTEN_FDS";
 
+/// Set by a master with [`CHILD_FDS`]: the sockets' names, `:`-separated, as
+/// `LISTEN_FDNAMES` gives them: [`TLS_NAME`] for a TLS interface, `master` for a plain one.
+pub(crate) const CHILD_FDNAMES: &str = "SKYROCKET_LISTEN_FDNAMES";
+
+/// The name of a passed socket that is a TLS interface (a master's, or a socket unit's
+/// `FileDescriptorName=tls`): it serves TLS with `--certfile` and `--keyfile`.
+pub(crate) const TLS_NAME: &str = "tls";
+
 /// In a child of a master, turns [`CHILD_FDS`] into socket activation's variables for this
 /// process (while it has a single thread).
 fn adopt_master_sockets() {
@@ -31,8 +39,14 @@ fn adopt_master_sockets() {
         return;
     };
     env::remove_var(CHILD_FDS);
-    let names = vec!["master"; count.to_str().and_then(|n| n.parse().ok()).unwrap_or(0)];
-    env::set_var("LISTEN_FDNAMES", names.join(":"));
+    let names = match env::var(CHILD_FDNAMES) {
+        Ok(names) => names,
+        Err(_) => {
+            vec!["master"; count.to_str().and_then(|n| n.parse().ok()).unwrap_or(0)].join(":")
+        }
+    };
+    env::remove_var(CHILD_FDNAMES);
+    env::set_var("LISTEN_FDNAMES", names);
     env::set_var("LISTEN_PID", std::process::id().to_string());
     env::set_var("LISTEN_FDS", count);
 }

@@ -402,14 +402,6 @@ fn bad_tls_flags_are_a_one_line_error() {
             .concat(),
             missing,
         ),
-        (
-            [
-                &tls[..],
-                &["--certfile", cert, "--keyfile", key, "--workers", "2"],
-            ]
-            .concat(),
-            "--workers",
-        ),
     ];
     for (args, named) in table {
         let out = run_to_end(&args);

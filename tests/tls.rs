@@ -6,6 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use skyrocket::{ClientCerts, ConfigBuilder};
 
 use common::certs::{client_pki, scratch_dir, self_signed, CertFiles, CLIENT_DN, CLIENT_SERIAL};
 use common::client::{get, Conn};
+use common::process::{run_command_to_end, socket_activated, Running};
 use common::TestServer;
 
 /// A server of the testbed on one TLS interface with `files`.
@@ -262,41 +264,37 @@ fn a_large_sparse_file_goes_out_over_tls_with_flat_memory() {
         .unwrap()
         .set_len(size)
         .unwrap();
-    let builder = skyrocket::Config::builder()
-        .tls_bind("127.0.0.1:0", &files.cert, &files.key)
-        .document_root(&root)
-        .min_threads(2)
-        .handle_signals(false);
-    let server = TestServer::start(builder);
-    let before = resident_kib();
-    let tcp = common::connect(server.addr);
+    let mut args = vec!["--method", "fs", "--document-root", root.to_str().unwrap()];
+    args.extend(["--tls-bind", "127.0.0.1:0", "--min-threads", "2"]);
+    let certs = cert_args(&files);
+    args.extend(certs.iter().map(String::as_str));
+    let server = Running::start(&args);
+    let tcp = common::connect(server.addrs[0]);
     let name = ServerName::try_from("localhost").unwrap();
     let conn = ClientConnection::new(client_config(&files.cert, None), name).unwrap();
     let mut tls = StreamOwned::new(conn, tcp);
     tls.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let (mut total, mut peak, mut buf) = (0u64, before, vec![0u8; 1 << 16]);
+    let (mut total, mut buf) = (0u64, vec![0u8; 1 << 16]);
     loop {
         match tls.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => total += n as u64,
             Err(e) => panic!("after {total} bytes: {e}"),
         }
-        if total % (64 << 20) < buf.len() as u64 {
-            peak = peak.max(resident_kib());
-        }
     }
     assert!(total > size, "the head and the whole file: {total}");
+    let peak = peak_resident_kib(server.child.id());
     assert!(
-        peak < before + 64 * 1024,
-        "resident memory grew from {before} to {peak} KiB"
+        peak < 64 * 1024,
+        "the server's resident memory peaked at {peak} KiB"
     );
 }
 
-/// This process's resident memory (the server runs in it), in KiB.
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+/// The peak resident memory of process `pid` (`VmHWM`), in KiB.
+fn peak_resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -327,4 +325,59 @@ fn a_slow_reader_of_a_tls_response_holds_no_worker() {
     while total < 16 << 20 {
         total += slow.read(&mut rest).unwrap();
     }
+}
+
+/// The binary's arguments for `files`' certificate.
+fn cert_args(files: &CertFiles) -> [String; 4] {
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    [
+        "--certfile".into(),
+        path(&files.cert),
+        "--keyfile".into(),
+        path(&files.key),
+    ]
+}
+
+#[test]
+fn worker_processes_serve_the_tls_interfaces_of_their_master() {
+    let dir = scratch_dir("tls-workers");
+    let files = self_signed(&dir);
+    let certs = cert_args(&files);
+    let mut args = vec![
+        "--workers",
+        "2",
+        "--min-threads",
+        "2",
+        "--bind",
+        "127.0.0.1:0",
+    ];
+    args.extend(["--tls-bind", "127.0.0.1:0"]);
+    args.extend(certs.iter().map(String::as_str));
+    let server = Running::start(&args);
+    assert_eq!(server.tls, [false, true], "{:?}", server.addrs);
+    let answer = exchange(server.addrs[1], client_config(&files.cert, None), ENVIRON).unwrap();
+    assert_eq!(var(&answer, "HTTPS"), Some("on"), "{answer}");
+    let plain = Conn::new(common::connect(server.addrs[0])).request(&get("/hello"));
+    assert_eq!(plain.status, 200);
+}
+
+#[test]
+fn a_passed_socket_named_tls_serves_tls_and_needs_the_certificate_files() {
+    let dir = scratch_dir("tls-activation");
+    let files = self_signed(&dir);
+    let passed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let certs = cert_args(&files);
+    // --tls-bind's address is not bound under socket activation; the passed socket is served.
+    let mut args = vec!["--tls-bind", "127.0.0.1:0"];
+    args.extend(certs.iter().map(String::as_str));
+    let command = socket_activated(passed.as_raw_fd(), "tls", &args);
+    let server = Running::from_command(command);
+    assert_eq!(server.tls, [true]);
+    let answer = exchange(server.addrs[0], client_config(&files.cert, None), ENVIRON).unwrap();
+    assert_eq!(var(&answer, "HTTPS"), Some("on"), "{answer}");
+
+    let out = run_command_to_end(socket_activated(passed.as_raw_fd(), "tls", &[]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("needs --certfile"), "{stderr}");
 }
