@@ -474,7 +474,7 @@ fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
         .and_then(|b| b.build().map_err(|e| e.to_string()))
     {
         Ok(config) => config,
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return fail(&e),
     };
     let sockets = crate::server::listening_sockets(&config);
     let metrics = crate::server::metrics_socket(&config);
@@ -483,10 +483,10 @@ fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return fail(&e.to_string()),
     };
     let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
-    announce(&addrs, &tls_flags(&config));
+    let supervision = cli.supervision(metrics, &config);
+    announce(&addrs, &supervision.tls_sockets);
     let program = std::env::current_exe()
         .map(|exe| (exe.into_os_string(), std::env::args_os().skip(1).collect()));
-    let supervision = cli.supervision(metrics, &config);
     let notifier = config.notifier.clone();
     let ran =
         program.and_then(|program| crate::master::run(&sockets, program, supervision, notifier));
@@ -510,10 +510,7 @@ impl Cli {
             metrics,
             read_timeout: self.read_timeout,
             server_name: config.server_name.clone(),
-            tls_sockets: crate::server::tls_configs(config)
-                .iter()
-                .map(Option::is_some)
-                .collect(),
+            tls_sockets: tls_flags(config),
         }
     }
 }

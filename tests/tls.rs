@@ -50,12 +50,19 @@ fn client_config(server_cert: &Path, client: Option<&CertFiles>) -> Arc<ClientCo
     Arc::new(config)
 }
 
-/// Sends `request` over TLS and reads until the server closes; the text, or the error.
-fn exchange(addr: SocketAddr, config: Arc<ClientConfig>, request: &[u8]) -> Result<String, String> {
-    let tcp = common::connect(addr);
+/// A TLS connection to `addr` for `localhost` (the handshake happens on first use).
+fn tls_stream(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+) -> StreamOwned<ClientConnection, std::net::TcpStream> {
     let name = ServerName::try_from("localhost").unwrap();
     let conn = ClientConnection::new(config, name).unwrap();
-    let mut tls = StreamOwned::new(conn, tcp);
+    StreamOwned::new(conn, common::connect(addr))
+}
+
+/// Sends `request` over TLS and reads until the server closes; the text, or the error.
+fn exchange(addr: SocketAddr, config: Arc<ClientConfig>, request: &[u8]) -> Result<String, String> {
+    let mut tls = tls_stream(addr, config);
     tls.write_all(request).map_err(|e| e.to_string())?;
     let mut answer = Vec::new();
     tls.read_to_end(&mut answer).map_err(|e| e.to_string())?;
@@ -185,9 +192,7 @@ fn a_stalled_handshake_holds_no_worker_and_is_closed_at_the_read_timeout() {
 
 /// The certificate the server presents to a new connection.
 fn presented(addr: SocketAddr, config: Arc<ClientConfig>) -> Vec<u8> {
-    let tcp = common::connect(addr);
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = StreamOwned::new(ClientConnection::new(config, name).unwrap(), tcp);
+    let mut tls = tls_stream(addr, config);
     tls.write_all(ENVIRON).unwrap();
     let mut answer = Vec::new();
     let _ = tls.read_to_end(&mut answer);
@@ -269,10 +274,7 @@ fn a_large_sparse_file_goes_out_over_tls_with_flat_memory() {
     let certs = cert_args(&files);
     args.extend(certs.iter().map(String::as_str));
     let server = Running::start(&args);
-    let tcp = common::connect(server.addrs[0]);
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = ClientConnection::new(client_config(&files.cert, None), name).unwrap();
-    let mut tls = StreamOwned::new(conn, tcp);
+    let mut tls = tls_stream(server.addrs[0], client_config(&files.cert, None));
     tls.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let (mut total, mut buf) = (0u64, vec![0u8; 1 << 16]);
@@ -306,9 +308,7 @@ fn a_slow_reader_of_a_tls_response_holds_no_worker() {
     let server = TestServer::start(builder);
     let config = client_config(&files.cert, None);
     // 16 MiB of bytes in memory, far more than the socket buffers and rustls' limit hold.
-    let tcp = common::connect(server.addr);
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut slow = StreamOwned::new(ClientConnection::new(config.clone(), name).unwrap(), tcp);
+    let mut slow = tls_stream(server.addr, config.clone());
     slow.write_all(b"GET /bytes?kib=16384 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let mut first = [0u8; 1];

@@ -363,12 +363,18 @@ mod reload {
         });
     }
 
-    #[test]
-    fn sighup_serves_the_changed_module_with_no_request_failed() {
-        let app = AppDir::new("reload");
+    /// Two worker processes serving `v1` from a directory named after `name`; their ids.
+    fn serving_v1(name: &str) -> (AppDir, Running, HashSet<u32>) {
+        let app = AppDir::new(name);
         app.answering("v1");
         let server = app.start();
-        let old = processes_serving(server.addrs[0], 2);
+        let serving = processes_serving(server.addrs[0], 2);
+        (app, server, serving)
+    }
+
+    #[test]
+    fn sighup_serves_the_changed_module_with_no_request_failed() {
+        let (app, server, old) = serving_v1("reload");
         let tally = asking_while(server.addrs[0], |tally| {
             answered(tally, "v1", 20);
             app.answering("v2");
@@ -385,10 +391,7 @@ mod reload {
 
     #[test]
     fn a_reload_whose_children_cannot_start_leaves_the_old_ones_serving() {
-        let app = AppDir::new("broken-reload");
-        app.answering("v1");
-        let server = app.start();
-        let old = processes_serving(server.addrs[0], 2);
+        let (app, server, old) = serving_v1("broken-reload");
         let tally = asking_while(server.addrs[0], |tally| {
             app.write("def app(:\n");
             server.signal("HUP");

@@ -252,32 +252,26 @@ mod tests {
     use std::thread::JoinHandle;
     use std::time::{Duration, Instant};
 
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
     use super::*;
-    use crate::test_support::{loopback, pair, WAIT};
+    use crate::test_support::{certs, loopback, pair, tls_client, WAIT};
+    use crate::tls::{ClientCerts, TlsSettings};
 
-    /// A server configuration for `localhost` and a client configuration that trusts it.
-    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let cert = CertificateDer::from(made.cert.der().to_vec());
-        let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
-        let server = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        let mut roots = RootCertStore::empty();
-        roots.add(cert).unwrap();
-        let client = ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        (Arc::new(server), Arc::new(client))
+    /// The server configuration of a TLS interface for `localhost` (its files in a scratch
+    /// directory named after `name`), and a client configuration that trusts it.
+    fn configs(name: &str) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let files = certs::self_signed(&certs::scratch_dir(name));
+        let settings = TlsSettings::load(&files.cert, &files.key, None, ClientCerts::None);
+        let suite = rustls::crypto::aws_lc_rs::cipher_suite::TLS13_AES_128_GCM_SHA256;
+        let client = tls_client(&files.cert, None, suite);
+        (settings.unwrap().server_config(), client)
     }
 
     /// The server side of a loopback pair (non-blocking) with a session, and the client side.
-    fn session_pair() -> (TlsSession, TcpStream, TcpStream, Arc<ClientConfig>) {
-        let (server_config, client_config) = configs();
+    fn session_pair(name: &str) -> (TlsSession, TcpStream, TcpStream, Arc<ClientConfig>) {
+        let (server_config, client_config) = configs(name);
         let (client, conn) = pair(&loopback());
         conn.stream.set_nonblocking(true).unwrap();
         client.set_read_timeout(Some(WAIT)).unwrap();
@@ -341,7 +335,7 @@ mod tests {
 
     #[test]
     fn a_handshake_then_a_request_and_its_response_and_close_notify() {
-        let (mut session, tcp, client_tcp, config) = session_pair();
+        let (mut session, tcp, client_tcp, config) = session_pair("tls-session-exchange");
         assert!(
             matches!(
                 session.read(&tcp, &mut [0u8; 16]),
@@ -363,7 +357,7 @@ mod tests {
 
     #[test]
     fn plain_http_on_the_tls_port_gets_a_plain_400() {
-        let (mut session, tcp, mut client_tcp, _) = session_pair();
+        let (mut session, tcp, mut client_tcp, _) = session_pair("tls-session-plain");
         client_tcp
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
@@ -384,7 +378,7 @@ mod tests {
 
     #[test]
     fn garbage_gets_an_alert() {
-        let (mut session, tcp, mut client_tcp, _) = session_pair();
+        let (mut session, tcp, mut client_tcp, _) = session_pair("tls-session-garbage");
         // A handshake record holding a ClientHello of four bytes that mean nothing.
         let garbage = [
             0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef,
@@ -406,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_file_goes_out_a_record_at_a_time_as_the_client_reads() {
-        let (mut session, tcp, client_tcp, config) = session_pair();
+        let (mut session, tcp, client_tcp, config) = session_pair("tls-session-file");
         let client = client(client_tcp, config, b"GET /file HTTP/1.1\r\n\r\n");
         read_plain(&mut session, &tcp, 22).unwrap();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
