@@ -14,7 +14,7 @@ use crate::config::{
 };
 use crate::http::ProxyProtocol;
 use crate::master::Supervision;
-use crate::systemd::{self, Notifier, PassedSocket, CHILD_FDS, TLS_NAME};
+use crate::systemd::{self, Notifier, PassedSocket, CHILD_FDS};
 use crate::tls::ClientCerts;
 
 /// Rocket's options as flags.
@@ -377,11 +377,13 @@ impl FromSystemd {
             log::info!("socket activation: serving {}{ignored}", names.join(", "));
         }
         for passed in self.sockets {
-            builder = match (passed.name == TLS_NAME, &cli.certfile, &cli.keyfile) {
-                (false, _, _) => builder.listener(passed.socket),
-                (true, Some(cert), Some(key)) => builder.tls_listener(passed.socket, cert, key),
+            let files = match (passed.tls(), &cli.certfile, &cli.keyfile) {
+                (false, _, _) => None,
+                (true, Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
                 (true, _, _) => return Err(TLS_NEEDS_FILES.into()),
             };
+            let standby = passed.standby();
+            builder = builder.passed_listener(passed.socket, files, standby);
         }
         Ok(match self.notifier {
             Some(notifier) => builder.notifier(notifier),
@@ -483,6 +485,14 @@ fn run_master(cli: &Cli, from_systemd: FromSystemd) -> ExitCode {
         (Err(e), _) | (_, Err(e)) => return fail(&e.to_string()),
     };
     let addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+    let (workers, bound_here) = (usize::from(cli.workers), config.listeners.is_empty());
+    let grouped = (sockets.into_iter())
+        .map(|socket| crate::master::group(socket, workers, config.queue_size, bound_here))
+        .collect::<Result<Vec<_>, _>>();
+    let sockets = match grouped {
+        Ok(groups) => groups,
+        Err(e) => return fail(&e.to_string()),
+    };
     let supervision = cli.supervision(metrics, &config);
     announce(&addrs, &supervision.tls_sockets);
     let program = std::env::current_exe()

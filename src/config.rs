@@ -57,6 +57,20 @@ pub(crate) struct Listening {
     pub(crate) socket: Arc<TcpListener>,
     /// What it serves TLS with; `None`: plain HTTP.
     pub(crate) tls: Option<Arc<TlsSettings>>,
+    /// A sibling worker process's socket (see `master`): accepted from only when a
+    /// connection waits on it longer than its owner would let it.
+    pub(crate) standby: bool,
+}
+
+/// A socket given to the builder already listening.
+#[derive(Debug, Clone)]
+struct GivenListener {
+    /// The socket; shared, since each server takes duplicates.
+    socket: Arc<TcpListener>,
+    /// The certificate chain and key files of a TLS interface.
+    files: Option<TlsFiles>,
+    /// See [`Listening::standby`].
+    standby: bool,
 }
 
 /// What the server does with a request: Rocket's `method` option.
@@ -190,7 +204,7 @@ pub struct ConfigBuilder {
     cert_reqs: Option<ClientCerts>,
     /// See [`Config::listeners`]: each socket, with the certificate and key files of a TLS
     /// one.
-    listeners: Vec<(Arc<TcpListener>, Option<TlsFiles>)>,
+    listeners: Vec<GivenListener>,
     /// See [`Config::reuse_port`].
     reuse_port: bool,
     /// See [`Config::notifier`].
@@ -338,16 +352,24 @@ impl ConfigBuilder {
     /// them), instead of binding the interfaces: once any is given, `bind` addresses are not
     /// bound (default: none). The socket stays open until the configuration is dropped, so a
     /// stopped server's clients wait in its backlog instead of being refused.
-    pub fn listener(mut self, socket: TcpListener) -> Self {
-        self.listeners.push((Arc::new(socket), None));
-        self
+    pub fn listener(self, socket: TcpListener) -> Self {
+        self.passed_listener(socket, None, false)
     }
 
-    /// Serves `socket`, already bound and listening, as a TLS interface with the files of
-    /// [`ConfigBuilder::tls_bind`] (a master's TLS socket, passed to its worker process).
-    pub(crate) fn tls_listener(mut self, socket: TcpListener, cert: &Path, key: &Path) -> Self {
-        let files = (cert.to_path_buf(), key.to_path_buf());
-        self.listeners.push((Arc::new(socket), Some(files)));
+    /// Serves `socket`, already bound and listening: as a TLS interface with `files` (the
+    /// certificate chain and key, as [`ConfigBuilder::tls_bind`] takes them) if given, and
+    /// as a sibling's socket if `standby` (see [`Listening::standby`]).
+    pub(crate) fn passed_listener(
+        mut self,
+        socket: TcpListener,
+        files: Option<(&Path, &Path)>,
+        standby: bool,
+    ) -> Self {
+        self.listeners.push(GivenListener {
+            socket: Arc::new(socket),
+            files: files.map(|(cert, key)| (cert.to_path_buf(), key.to_path_buf())),
+            standby,
+        });
         self
     }
 
@@ -603,13 +625,17 @@ impl ConfigBuilder {
 
     /// The sockets given already listening, with their TLS files read.
     fn listening(&self) -> Result<Vec<Listening>, ConfigError> {
-        let listening = |(socket, files): &(Arc<TcpListener>, Option<TlsFiles>)| {
-            let tls = match files {
+        let listening = |given: &GivenListener| {
+            let tls = match &given.files {
                 Some((cert, key)) => Some(self.load_tls(cert, key)?),
                 None => None,
             };
-            let socket = socket.clone();
-            Ok(Listening { socket, tls })
+            let (socket, standby) = (given.socket.clone(), given.standby);
+            Ok(Listening {
+                socket,
+                tls,
+                standby,
+            })
         };
         self.listeners.iter().map(listening).collect()
     }

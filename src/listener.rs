@@ -5,6 +5,10 @@
 //! re-checks every [`BACKPRESSURE_POLL`]; new clients then wait in the kernel's backlog
 //! (`queue_size`) instead of in the server's memory. Without `max_threads` the pool grows
 //! instead, and accepting never pauses.
+//!
+//! Standby: a worker process of a master (`--workers`) owns one socket of each interface's
+//! `SO_REUSEPORT` group and watches the others on standby, taking only connections that
+//! their owner leaves waiting for [`STANDBY_DELAY`] (see `master::group`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -24,6 +28,11 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// How often a Listener paused by backpressure checks whether it may accept again.
 pub(crate) const BACKPRESSURE_POLL: Duration = Duration::from_millis(5);
+
+/// How long a connection waits on a sibling worker process's socket before this process
+/// takes it (see `master`): its owner takes one within microseconds, so only connections
+/// the owner leaves (it is starting, stopping or stuck) are taken on standby.
+pub(crate) const STANDBY_DELAY: Duration = Duration::from_millis(5);
 
 /// When accepting pauses: every worker the pool may have is serving (a free worker would take
 /// a new connection at once) and enough connections already wait. Silent connections do not
@@ -67,11 +76,13 @@ pub(crate) struct Listener {
     proxies: Arc<Proxies>,
     /// On a TLS interface, the configuration every connection's session starts from.
     tls: Option<Arc<ServerConfig>>,
+    /// A sibling worker process's socket: accept only what waits [`STANDBY_DELAY`].
+    standby: bool,
 }
 
 impl Listener {
     /// A Listener on `socket` (a non-blocking duplicate of the Server's), a TLS interface if
-    /// `tls` is given.
+    /// `tls` is given, on standby if it is a sibling's socket.
     pub(crate) fn new(
         socket: TcpListener,
         dispatcher: Recipient<Connection>,
@@ -79,6 +90,7 @@ impl Listener {
         backpressure: Backpressure,
         proxies: Arc<Proxies>,
         tls: Option<Arc<ServerConfig>>,
+        standby: bool,
     ) -> Self {
         let addr = socket
             .local_addr()
@@ -91,6 +103,7 @@ impl Listener {
             backpressure,
             proxies,
             tls,
+            standby,
         }
     }
 }
@@ -114,6 +127,7 @@ impl Actor for Listener {
                     backpressure: self.backpressure,
                     proxies: self.proxies.clone(),
                     tls: self.tls.clone(),
+                    standby: self.standby,
                 };
                 ctx.spawn(accepting.run().into_actor(self));
             }
@@ -150,10 +164,16 @@ struct Accepting {
     proxies: Arc<Proxies>,
     /// On a TLS interface, the configuration every connection's session starts from.
     tls: Option<Arc<ServerConfig>>,
+    /// See [`Listener::standby`].
+    standby: bool,
 }
 
 impl Accepting {
+    /// Accepts one connection at a time. On standby, a connection that was not waiting at the
+    /// last accept is given [`STANDBY_DELAY`] for its owner to take it first; once one is
+    /// taken, the rest waiting are taken at once.
     async fn run(self) {
+        let mut taking = false;
         loop {
             self.wait_for_room().await;
             let mut ready = match self.fd.readable().await {
@@ -163,11 +183,14 @@ impl Accepting {
                     return;
                 }
             };
-            match ready.try_io(|fd| fd.get_ref().accept()) {
+            if self.standby && !taking {
+                tokio::time::sleep(STANDBY_DELAY).await;
+            }
+            taking = match ready.try_io(|fd| fd.get_ref().accept()) {
                 Ok(Ok((stream, peer))) => self.hand_over(stream, peer),
                 Ok(Err(e)) => pause_after(e).await,
-                Err(_would_block) => {}
-            }
+                Err(_would_block) => false,
+            };
         }
     }
 
@@ -186,11 +209,13 @@ impl Accepting {
         log::debug!("accepting again on {}", self.addr);
     }
 
-    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) {
+    /// Sends an accepted connection to the Dispatcher (or closes it); `true`, since one was
+    /// accepted.
+    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) -> bool {
         let proxy = self.proxies.protocol;
         if proxy.is_some() && !self.proxies.allow_from.contains(peer.ip()) {
             log::debug!("{peer}: not allowed to send a PROXY header; closed");
-            return;
+            return true;
         }
         let _ = stream.set_nodelay(true);
         let local = match self.addr.ip().is_unspecified() {
@@ -201,22 +226,29 @@ impl Accepting {
         if let Some(config) = &self.tls {
             match TlsSession::new(config.clone()) {
                 Ok(session) => conn.tls_session = Some(Box::new(session)),
-                Err(e) => return log::warn!("{peer}: cannot start a TLS session: {e}"),
+                Err(e) => {
+                    log::warn!("{peer}: cannot start a TLS session: {e}");
+                    return true;
+                }
             }
         }
         log::debug!("{peer}: accepted on {local}");
         self.stats.connection_accepted();
         self.dispatcher.do_send(conn);
+        true
     }
 }
 
-async fn pause_after(err: io::Error) {
+/// Pauses after a failed accept, unless only that connection failed; whether more may be
+/// waiting to be taken at once.
+async fn pause_after(err: io::Error) -> bool {
     if matches!(
         err.kind(),
         io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
     ) {
-        return;
+        return true;
     }
     log::warn!("accept failed: {err}; pausing");
     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+    false
 }

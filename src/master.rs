@@ -2,7 +2,8 @@
 //! that serve them, as gunicorn's arbiter does. Each child is today's single-process server,
 //! started from the same executable and arguments; it inherits the listening sockets the way
 //! systemd's socket activation passes them (descriptors 3, 4, ...), so the kernel spreads
-//! connections between the children and no balancer runs in between.
+//! connections between the children and no balancer runs in between: each interface is a
+//! `SO_REUSEPORT` group with a socket per child (see [`group`]).
 //!
 //! The master supervises: a child that exits while the master runs is replaced, after a
 //! backoff that grows while children die at start (a broken application must not make the
@@ -32,10 +33,13 @@ use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
 use crate::metrics::{Collect, Metrics, Sample};
+use crate::server::ServerError;
 use crate::server::HEARTBEAT;
 use crate::signals::{self, Received};
 use crate::stats::StatusReport;
-use crate::systemd::{Notifier, State, CHILD_FDNAMES, CHILD_FDS, NOTIFY_SOCKET, TLS_NAME};
+use crate::systemd::{
+    Notifier, State, CHILD_FDNAMES, CHILD_FDS, NOTIFY_SOCKET, STANDBY_PREFIX, TLS_NAME,
+};
 
 /// Lowest descriptor the master keeps its sockets at, so that moving them to 3, 4, ... in a
 /// new child never overwrites one not moved yet.
@@ -81,6 +85,8 @@ pub(crate) struct Supervision {
 
 /// A running child.
 struct ChildProcess {
+    /// Which socket of each interface's group it owns (a replacement takes the same).
+    slot: usize,
     /// When it started, for the backoff.
     started: Instant,
     /// The generation it belongs to: SIGHUP starts a new one.
@@ -115,8 +121,9 @@ impl ChildProcess {
 
 /// Runs the children and keeps their number.
 pub(crate) struct Master {
-    /// The listening sockets, kept at [`HIGH_FD`] and above.
-    sockets: Vec<OwnedFd>,
+    /// The listening sockets, kept at [`HIGH_FD`] and above: one group per interface (see
+    /// [`group`]).
+    sockets: Vec<Vec<OwnedFd>>,
     /// The executable and arguments a child runs.
     program: (OsString, Vec<OsString>),
     /// What to run and watch for.
@@ -175,15 +182,18 @@ struct ChildExited {
 }
 
 impl Master {
-    /// A master running `workers` children of `program` on `sockets`.
+    /// A master running `workers` children of `program` on `sockets` (a group per
+    /// interface).
     pub(crate) fn new(
-        sockets: &[TcpListener],
+        sockets: &[Vec<TcpListener>],
         program: (OsString, Vec<OsString>),
         supervision: Supervision,
         notifier: Option<Notifier>,
     ) -> io::Result<Master> {
         let high = |socket: &TcpListener| rustix::io::fcntl_dupfd_cloexec(socket, HIGH_FD);
-        let sockets = sockets.iter().map(high).collect::<Result<_, _>>()?;
+        let sockets = (sockets.iter())
+            .map(|group| group.iter().map(high).collect::<Result<_, _>>())
+            .collect::<Result<_, _>>()?;
         Ok(Master {
             sockets,
             program,
@@ -199,23 +209,24 @@ impl Master {
         })
     }
 
-    /// Starts a child of `generation` and watches its notifications and its exit.
-    fn spawn_child(&mut self, generation: u64, ctx: &mut actix::Context<Self>) {
+    /// Starts a child of `generation` in `slot` and watches its notifications and its exit.
+    fn spawn_child(&mut self, generation: u64, slot: usize, ctx: &mut actix::Context<Self>) {
         let spawned = self.notice_socket().and_then(|(notices, name)| {
-            let child = self.command(&name).spawn()?;
+            let child = self.command(&name, slot).spawn()?;
             Ok((child, notices))
         });
         let (child, notices) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
                 log::error!("cannot start a worker process: {e}");
-                return self.replace_later(generation, ctx);
+                return self.replace_later(generation, slot, ctx);
             }
         };
         let pid = child.id().unwrap_or(0);
         log::info!("worker process {pid} started");
         let started = Instant::now();
         let child_process = ChildProcess {
+            slot,
             started,
             generation,
             ready: false,
@@ -239,31 +250,28 @@ impl Master {
         Ok((UnixDatagram::from_std(socket)?, format!("@{name}")))
     }
 
-    /// The command of a child: this program, its descriptors 3, 4, ... the sockets, its
-    /// notifications to `notify`.
-    fn command(&self, notify: &str) -> Command {
+    /// The command of the child in `slot`: this program, its descriptors 3, 4, ... the
+    /// sockets, its notifications to `notify`.
+    fn command(&self, notify: &str, slot: usize) -> Command {
         let (program, args) = &self.program;
+        let fds: Vec<i32> = (self.sockets.iter().flatten())
+            .map(|fd| fd.as_raw_fd())
+            .collect();
+        let sizes: Vec<usize> = self.sockets.iter().map(Vec::len).collect();
+        let names = socket_names(&sizes, &self.supervision.tls_sockets, slot);
         let mut command = Command::new(program);
         command
             .args(args)
-            .env(CHILD_FDS, self.sockets.len().to_string())
-            .env(CHILD_FDNAMES, self.socket_names())
+            .env(CHILD_FDS, fds.len().to_string())
+            .env(CHILD_FDNAMES, names)
             .env(NOTIFY_SOCKET, notify)
             .kill_on_drop(true);
-        let fds: Vec<i32> = self.sockets.iter().map(|fd| fd.as_raw_fd()).collect();
         // SAFETY: between fork and exec the closure makes only async-signal-safe system calls
         // (prctl, dup2) on descriptors the master owns and keeps open, and allocates nothing.
         unsafe {
             command.pre_exec(move || move_sockets(&fds));
         }
         command
-    }
-
-    /// The sockets' names for the children, as `LISTEN_FDNAMES` gives them.
-    fn socket_names(&self) -> String {
-        let name = |&tls: &bool| if tls { TLS_NAME } else { "master" };
-        let names: Vec<&str> = self.supervision.tls_sockets.iter().map(name).collect();
-        names.join(":")
     }
 
     /// Whether every child of `generation` that is not retiring is ready, and there are
@@ -323,7 +331,7 @@ impl Master {
         }
         if finished {
             log::info!("worker process {pid} finished (max_requests, or a stop); replaced");
-            return self.spawn_child(child.generation, ctx);
+            return self.spawn_child(child.generation, child.slot, ctx);
         }
         self.replace_failed(pid, &child, ctx);
     }
@@ -395,13 +403,13 @@ impl Master {
             }
             child.stuck = stuck_for >= stuck_after;
             if timeout.is_some_and(|timeout| stuck_for >= timeout) {
-                replace.push((*pid, child.generation));
+                replace.push((*pid, child.generation, child.slot));
             }
         }
-        for (pid, generation) in replace {
+        for (pid, generation, slot) in replace {
             log::warn!("worker process {pid} stuck past --worker-timeout: replaced");
             self.retire(|other, _| other == pid, ctx);
-            self.spawn_child(generation, ctx);
+            self.spawn_child(generation, slot, ctx);
         }
     }
 
@@ -412,16 +420,16 @@ impl Master {
             false => self.backoff = (self.backoff * 2).min(MAX_BACKOFF),
         }
         log::warn!("worker process {pid} replaced in {:?}", self.backoff);
-        self.replace_later(child.generation, ctx);
+        self.replace_later(child.generation, child.slot, ctx);
     }
 
-    /// Starts a child of `generation` after the backoff, if that generation still serves or
-    /// is being started by then.
-    fn replace_later(&mut self, generation: u64, ctx: &mut actix::Context<Self>) {
+    /// Starts a child of `generation` in `slot` after the backoff, if that generation still
+    /// serves or is being started by then.
+    fn replace_later(&mut self, generation: u64, slot: usize, ctx: &mut actix::Context<Self>) {
         ctx.run_later(self.backoff, move |master, ctx| {
             let wanted = generation == master.generation || master.reloading == Some(generation);
             if !master.stopping && wanted {
-                master.spawn_child(generation, ctx);
+                master.spawn_child(generation, slot, ctx);
             }
         });
     }
@@ -432,6 +440,63 @@ impl Master {
             notifier.notify(state);
         }
     }
+}
+
+/// One interface's socket as a `SO_REUSEPORT` group of `workers` sockets on its address, so
+/// that the kernel spreads new connections evenly between the children, whatever their
+/// threads' scheduling (a shared socket goes to whichever child wakes first, often all of
+/// a burst to one). Sockets are added to the group the socket is in (`--reuse-port`, or
+/// systemd's `ReusePort=yes`), or the group is bound afresh on its address if this process
+/// bound it (`bound_here`). A passed socket in no group stays one socket for all children.
+pub(crate) fn group(
+    socket: TcpListener,
+    workers: usize,
+    backlog: u32,
+    bound_here: bool,
+) -> Result<Vec<TcpListener>, ServerError> {
+    let in_group = socket2::SockRef::from(&socket)
+        .reuse_port()
+        .unwrap_or(false);
+    if workers < 2 || !(in_group || bound_here) {
+        return Ok(vec![socket]);
+    }
+    let addr = socket.local_addr().map_err(ServerError::Listener)?;
+    let member = || crate::server::bind(addr, backlog, true);
+    if !in_group {
+        drop(socket);
+        return (0..workers).map(|_| member()).collect();
+    }
+    let mut group = vec![socket];
+    while group.len() < workers {
+        match member() {
+            Ok(socket) => group.push(socket),
+            Err(e) => {
+                // systemd made it as another user (a group takes one user's sockets only).
+                log::warn!("{e}: the worker processes share one socket");
+                group.truncate(1);
+                break;
+            }
+        }
+    }
+    Ok(group)
+}
+
+/// The names of the sockets of groups of `sizes` (an interface each, TLS ones as `tls`
+/// says), in their order, for the child in `slot`: as `LISTEN_FDNAMES` gives them,
+/// [`TLS_NAME`] for a TLS interface and `master` for a plain one, with [`STANDBY_PREFIX`]
+/// for the sockets of a group that another slot owns.
+fn socket_names(sizes: &[usize], tls: &[bool], slot: usize) -> String {
+    let mut names = Vec::new();
+    for (&size, &tls) in sizes.iter().zip(tls) {
+        let kind = if tls { TLS_NAME } else { "master" };
+        for owner in 0..size {
+            names.push(match size > 1 && owner != slot % size {
+                true => format!("{STANDBY_PREFIX}{kind}"),
+                false => kind.to_string(),
+            });
+        }
+    }
+    names.join(":")
 }
 
 /// Sends `signal` to child `pid`; a failure is logged.
@@ -512,8 +577,8 @@ impl Actor for Master {
     type Context = actix::Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        for _ in 0..self.supervision.workers {
-            self.spawn_child(self.generation, ctx);
+        for slot in 0..self.supervision.workers {
+            self.spawn_child(self.generation, slot, ctx);
         }
         ctx.spawn(watch_signals(ctx.address()).into_actor(self));
         ctx.run_interval(HEARTBEAT, |master, ctx| master.check_children(ctx));
@@ -558,8 +623,8 @@ impl actix::Handler<Reload> for Master {
         );
         self.notify(State::Reloading);
         self.reloading = Some(next);
-        for _ in 0..self.supervision.workers {
-            self.spawn_child(next, ctx);
+        for slot in 0..self.supervision.workers {
+            self.spawn_child(next, slot, ctx);
         }
         ctx.run_later(READY_TIMEOUT, move |master, ctx| {
             if master.reloading == Some(next) {
@@ -638,9 +703,10 @@ async fn watch_signals(master: Addr<Master>) {
     .await
 }
 
-/// Runs a master of children on `sockets` until it is stopped.
+/// Runs a master of children on `sockets` (a group per interface, see [`group`]) until it
+/// is stopped.
 pub(crate) fn run(
-    sockets: &[TcpListener],
+    sockets: &[Vec<TcpListener>],
     program: (OsString, Vec<OsString>),
     supervision: Supervision,
     notifier: Option<Notifier>,
@@ -649,4 +715,50 @@ pub(crate) fn run(
     let master = Master::new(sockets, program, supervision, notifier)?;
     system.block_on(async { master.start() });
     system.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_slot_owns_one_socket_of_each_group() {
+        let table: [(&[usize], &[bool], usize, &str); 5] = [
+            (&[1], &[false], 0, "master"),
+            (&[1, 1], &[false, true], 3, "master:tls"),
+            (&[2], &[false], 0, "master:standby-master"),
+            (&[2], &[false], 1, "standby-master:master"),
+            (
+                &[3, 1, 3],
+                &[false, false, true],
+                4,
+                "standby-master:master:standby-master:master:standby-tls:tls:standby-tls",
+            ),
+        ];
+        for (sizes, tls, slot, names) in table {
+            assert_eq!(
+                socket_names(sizes, tls, slot),
+                names,
+                "{sizes:?} slot {slot}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_socket_becomes_a_reuse_port_group_on_its_address() {
+        let bound = crate::server::bind("127.0.0.1:0".parse().unwrap(), 16, false).unwrap();
+        let addr = bound.local_addr().unwrap();
+        let members = group(bound, 3, 16, true).unwrap();
+        assert_eq!(members.len(), 3);
+        for member in &members {
+            assert_eq!(member.local_addr().unwrap(), addr);
+            assert!(socket2::SockRef::from(member).reuse_port().unwrap());
+        }
+
+        // A passed socket in no group stays alone; one in a group gets members.
+        let passed = crate::server::bind("127.0.0.1:0".parse().unwrap(), 16, false).unwrap();
+        assert_eq!(group(passed, 3, 16, false).unwrap().len(), 1);
+        let in_group = crate::server::bind("127.0.0.1:0".parse().unwrap(), 16, true).unwrap();
+        assert_eq!(group(in_group, 2, 16, false).unwrap().len(), 2);
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::{Config, Interface, MetricsSocket};
+use crate::config::{Config, MetricsSocket};
 use crate::dispatcher::{Dispatcher, Drain, Shutdown};
 use crate::listener::{Backpressure, Listener, Pause};
 use crate::metrics::{Collect, Metrics, Sample};
@@ -284,7 +284,8 @@ impl Server {
 
     fn start_listeners(&self, generation: &Generation) -> Vec<Addr<Listener>> {
         let mut listeners = Vec::new();
-        for (socket, tls) in self.sockets.iter().zip(&self.tls) {
+        let standby = standby_flags(&self.config);
+        for ((socket, tls), standby) in self.sockets.iter().zip(&self.tls).zip(standby) {
             match socket.try_clone() {
                 Ok(dup) => {
                     let to = generation.dispatcher.clone().recipient();
@@ -295,7 +296,8 @@ impl Server {
                     let proxies = self.config.proxies.clone();
                     let stats = self.stats.clone();
                     let tls = tls.clone();
-                    let listener = Listener::new(dup, to, stats, backpressure, proxies, tls);
+                    let listener =
+                        Listener::new(dup, to, stats, backpressure, proxies, tls, standby);
                     listeners.push(listener.start());
                 }
                 Err(e) => log::error!("cannot share a listening socket: {e}"),
@@ -333,7 +335,7 @@ impl Server {
 pub(crate) fn listening_sockets(config: &Config) -> Result<Vec<TcpListener>, ServerError> {
     match config.listeners.is_empty() {
         true => (config.interfaces.iter())
-            .map(|iface| bind(iface, config.queue_size, config.reuse_port))
+            .map(|iface| bind(iface.addr, config.queue_size, config.reuse_port))
             .collect(),
         false => config
             .listeners
@@ -362,18 +364,21 @@ fn tls_settings(config: &Config) -> Vec<Option<&Arc<TlsSettings>>> {
     }
 }
 
+/// Which of [`listening_sockets`]`(config)` are a sibling worker process's, in the same
+/// order (see `config::Listening::standby`).
+fn standby_flags(config: &Config) -> Vec<bool> {
+    match config.listeners.is_empty() {
+        true => vec![false; config.interfaces.len()],
+        false => (config.listeners.iter()).map(|l| l.standby).collect(),
+    }
+}
+
 /// The metrics endpoint's socket of `config`, if it has one: bound now (with the interfaces'
 /// backlog), or a duplicate of the one given already listening.
 pub(crate) fn metrics_socket(config: &Config) -> Result<Option<TcpListener>, ServerError> {
     let listener = match &config.metrics {
         None => return Ok(None),
-        Some(MetricsSocket::Bind(addr)) => {
-            let plain = Interface {
-                addr: *addr,
-                tls: None,
-            };
-            bind(&plain, config.queue_size, false)?
-        }
+        Some(MetricsSocket::Bind(addr)) => bind(*addr, config.queue_size, false)?,
         Some(MetricsSocket::Listening(socket)) => adopt(socket)?,
     };
     if let Ok(addr) = listener.local_addr() {
@@ -389,8 +394,13 @@ fn adopt(socket: &TcpListener) -> Result<TcpListener, ServerError> {
     Ok(dup)
 }
 
-fn bind(iface: &Interface, backlog: u32, reuse_port: bool) -> Result<TcpListener, ServerError> {
-    let addr = iface.addr;
+/// A non-blocking socket listening on `addr` with `backlog`, `SO_REUSEPORT` if `reuse_port`
+/// (an IPv6 one takes IPv6 only).
+pub(crate) fn bind(
+    addr: SocketAddr,
+    backlog: u32,
+    reuse_port: bool,
+) -> Result<TcpListener, ServerError> {
     let fail = |source| ServerError::Bind { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;

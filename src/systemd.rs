@@ -32,6 +32,11 @@ pub(crate) const CHILD_FDNAMES: &str = "SKYROCKET_LISTEN_FDNAMES";
 /// `FileDescriptorName=tls`): it serves TLS with `--certfile` and `--keyfile`.
 pub(crate) const TLS_NAME: &str = "tls";
 
+/// What a master puts before the names of a sibling's sockets (`standby-master`,
+/// `standby-tls`): sockets of a `SO_REUSEPORT` group that another worker process owns, taken
+/// from only when their owner leaves a connection waiting (see `master`).
+pub(crate) const STANDBY_PREFIX: &str = "standby-";
+
 /// In a child of a master, turns [`CHILD_FDS`] into socket activation's variables for this
 /// process (while it has a single thread).
 fn adopt_master_sockets() {
@@ -62,6 +67,19 @@ pub(crate) struct PassedSocket {
     pub(crate) socket: TcpListener,
     /// Its name from `LISTEN_FDNAMES` (`FileDescriptorName=`), for the log.
     pub(crate) name: String,
+}
+
+impl PassedSocket {
+    /// Whether it is another worker process's socket, served on standby.
+    pub(crate) fn standby(&self) -> bool {
+        self.name.starts_with(STANDBY_PREFIX)
+    }
+
+    /// Whether it is a TLS interface: named [`TLS_NAME`] (with or without
+    /// [`STANDBY_PREFIX`]).
+    pub(crate) fn tls(&self) -> bool {
+        self.name.strip_prefix(STANDBY_PREFIX).unwrap_or(&self.name) == TLS_NAME
+    }
 }
 
 /// Why a passed descriptor cannot be served.

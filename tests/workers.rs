@@ -22,7 +22,12 @@ const TWO_WORKERS: [&str; 6] = [
 
 /// The process that served a request on a new connection (the demo page names it).
 fn served_by(addr: SocketAddr) -> u32 {
-    let text = Conn::new(common::connect(addr)).request(&get("/")).text();
+    served_on(common::connect(addr))
+}
+
+/// The process that served a request on `stream`.
+fn served_on(stream: TcpStream) -> u32 {
+    let text = Conn::new(stream).request(&get("/")).text();
     let pid = text
         .split("(process ")
         .nth(1)
@@ -62,10 +67,7 @@ fn children_serve_one_port_and_a_killed_one_is_replaced() {
         "the master serves nothing"
     );
     let killed = *first.iter().next().unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-KILL", &killed.to_string()])
-        .status();
-    assert!(status.unwrap().success());
+    signal(killed, "KILL");
     server.line_with(&format!("worker process {killed} replaced"));
     let mut replaced = false;
     wait_until("a new process serves", || {
@@ -74,6 +76,49 @@ fn children_serve_one_port_and_a_killed_one_is_replaced() {
         replaced |= !first.contains(&pid);
         replaced
     });
+}
+
+/// Sends `signal` to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
+    assert!(status.unwrap().success());
+}
+
+#[test]
+fn a_burst_of_new_connections_is_spread_over_the_children() {
+    // A shared socket goes to whichever child wakes first: often a whole burst to one, which
+    // leaves a GIL-bound application one core. Each child owns a socket of a SO_REUSEPORT
+    // group instead, and the kernel spreads connections over the group (by their addresses,
+    // so fewer than 4 of 32 on one child has a chance of about 1 in 400,000).
+    let server = Running::start(&TWO_WORKERS);
+    let addr = server.addrs[0];
+    processes_serving(addr, 2);
+    for _ in 0..2 {
+        let burst: Vec<TcpStream> = (0..32).map(|_| common::connect(addr)).collect();
+        let mut served = std::collections::HashMap::new();
+        for stream in burst {
+            *served.entry(served_on(stream)).or_insert(0) += 1;
+        }
+        assert_eq!(served.len(), 2, "{served:?}");
+        assert!(served.values().all(|&n| n >= 4), "{served:?}");
+    }
+}
+
+#[test]
+fn new_connections_meant_for_a_stopped_child_are_served_by_another() {
+    // About half the new connections land on the stopped child's socket of the group; the
+    // other child takes them on standby once they have waited a few milliseconds.
+    let server = Running::start(&TWO_WORKERS);
+    let addr = server.addrs[0];
+    let children = processes_serving(addr, 2);
+    let mut children = children.into_iter();
+    let (stopped, serving) = (children.next().unwrap(), children.next().unwrap());
+    signal(stopped, "STOP");
+    let served: Vec<u32> = (0..16).map(|_| served_by(addr)).collect();
+    signal(stopped, "CONT");
+    assert!(served.iter().all(|&pid| pid == serving), "{served:?}");
 }
 
 #[test]
@@ -212,10 +257,7 @@ fn a_silent_child_is_reported_stuck_then_replaced_and_killed() {
     let server = Running::start(&[&TWO_WORKERS[..], &timeouts].concat());
     let children = processes_serving(server.addrs[0], 2);
     let frozen = *children.iter().next().unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-STOP", &frozen.to_string()])
-        .status();
-    assert!(status.unwrap().success());
+    signal(frozen, "STOP");
     server.line_with(&format!("worker process {frozen} is stuck: silent for"));
     server.line_with(&format!(
         "worker process {frozen} stuck past --worker-timeout: replaced"
