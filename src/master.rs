@@ -582,6 +582,9 @@ impl Actor for Master {
         }
         ctx.spawn(watch_signals(ctx.address()).into_actor(self));
         ctx.run_interval(HEARTBEAT, |master, ctx| master.check_children(ctx));
+        if let Some(period) = self.notifier.as_ref().and_then(Notifier::watchdog) {
+            ctx.run_interval(period, |master, _| master.notify(State::Alive));
+        }
         if let Some(socket) = self.supervision.metrics.take() {
             let deadline = self.supervision.read_timeout;
             let server_name = self.supervision.server_name.clone();

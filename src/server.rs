@@ -439,6 +439,9 @@ impl Actor for Server {
         if let (true, Some(notifier)) = (self.config.reports_to_master, &self.config.notifier) {
             actix::spawn(heartbeat(self.stats.clone(), notifier.clone()));
         }
+        if let Some(period) = self.config.notifier.as_ref().and_then(Notifier::watchdog) {
+            ctx.run_interval(period, |server, _| server.notify(State::Alive));
+        }
         if let Some(limit) = self.config.recycle_after {
             ctx.run_interval(RECYCLE_CHECK.min(self.config.tick), move |server, ctx| {
                 server.recycle_at(limit, ctx)

@@ -13,6 +13,7 @@ use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
@@ -55,6 +56,9 @@ fn adopt_master_sockets() {
     env::set_var("LISTEN_PID", std::process::id().to_string());
     env::set_var("LISTEN_FDS", count);
 }
+
+/// The watchdog's variables (sd_watchdog_enabled(3)).
+const WATCHDOG_VARS: [&str; 2] = ["WATCHDOG_USEC", "WATCHDOG_PID"];
 
 /// Where the service manager listens for state changes.
 pub(crate) const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
@@ -152,6 +156,9 @@ fn check_fd(fd: RawFd) -> Result<TcpListener, String> {
 pub(crate) struct Notifier {
     /// The service manager's datagram socket (a path, or an abstract name for `@…`).
     addr: SocketAddr,
+    /// How often to tell the service manager that the process is alive: half its watchdog
+    /// interval (`WatchdogSec=`, passed as `WATCHDOG_USEC`); `None` without a watchdog.
+    watchdog: Option<Duration>,
 }
 
 /// A state change the service manager is told about.
@@ -163,13 +170,20 @@ pub(crate) enum State {
     Reloading,
     /// A stop began.
     Stopping,
+    /// Still alive (the watchdog's keep-alive ping).
+    Alive,
 }
 
 impl Notifier {
-    /// The notifier `NOTIFY_SOCKET` names, if set; the variable is removed.
+    /// The notifier `NOTIFY_SOCKET` names, if set, with the watchdog `WATCHDOG_USEC` asks
+    /// for (if `WATCHDOG_PID` is unset or this process); the variables are removed.
     ///
     /// Must be called while the process has a single thread (it changes the environment).
     pub(crate) fn take_from_env() -> Result<Option<Notifier>, String> {
+        let watchdog = sd_notify::watchdog_enabled().map(|interval| interval / 2);
+        for var in WATCHDOG_VARS {
+            env::remove_var(var);
+        }
         let Some(text) = env::var_os(NOTIFY_SOCKET) else {
             return Ok(None);
         };
@@ -179,8 +193,13 @@ impl Notifier {
             Some(name) => SocketAddr::from_abstract_name(name),
             None => SocketAddr::from_pathname(&text),
         };
-        addr.map(|addr| Some(Notifier { addr }))
+        addr.map(|addr| Some(Notifier { addr, watchdog }))
             .map_err(|e| format!("NOTIFY_SOCKET {}: {e}", text.display()))
+    }
+
+    /// How often the service manager wants to hear [`State::Alive`], if it watches.
+    pub(crate) fn watchdog(&self) -> Option<Duration> {
+        self.watchdog.filter(|period| !period.is_zero())
     }
 
     /// Tells the service manager; a failure is logged (serving goes on without it).
@@ -208,6 +227,7 @@ fn message(state: State) -> String {
             format!("RELOADING=1\nMONOTONIC_USEC={usec}\n")
         }
         State::Stopping => "STOPPING=1\n".into(),
+        State::Alive => "WATCHDOG=1\n".into(),
     }
 }
 
@@ -219,6 +239,7 @@ mod tests {
     fn messages_follow_sd_notify() {
         assert_eq!(message(State::Ready), "READY=1\n");
         assert_eq!(message(State::Stopping), "STOPPING=1\n");
+        assert_eq!(message(State::Alive), "WATCHDOG=1\n");
         let reloading = message(State::Reloading);
         let usec = reloading
             .strip_prefix("RELOADING=1\nMONOTONIC_USEC=")

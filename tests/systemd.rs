@@ -108,6 +108,48 @@ fn systemd_hears_ready_reloading_and_stopping() {
     assert!(server.wait_exit().success());
 }
 
+/// Reads notifications until `READY=1` and three `WATCHDOG=1` have come, whatever their
+/// order (a master pings while its children start).
+fn hears_ready_and_watchdog_pings(socket: &UnixDatagram) {
+    let (mut ready, mut pings) = (false, 0);
+    while !(ready && pings >= 3) {
+        match next_message(socket).as_str() {
+            "READY=1\n" => ready = true,
+            "WATCHDOG=1\n" => pings += 1,
+            other => panic!("unexpected notification {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_watchdog_hears_the_server_and_the_master_ping() {
+    // WatchdogSec=200ms: pings every 100 ms; the children of a master inherit no watchdog.
+    for workers in ["1", "2"] {
+        let (socket, name) = notify_socket();
+        let args = ["--bind", "127.0.0.1:0", "--workers", workers];
+        let env = [
+            ("NOTIFY_SOCKET", name.as_str()),
+            ("WATCHDOG_USEC", "200000"),
+        ];
+        let _server = Running::start_with(&args, "info", &env);
+        hears_ready_and_watchdog_pings(&socket);
+    }
+    // A watchdog meant for another process is not this one's.
+    let (socket, name) = notify_socket();
+    let env = [
+        ("NOTIFY_SOCKET", name.as_str()),
+        ("WATCHDOG_USEC", "200000"),
+        ("WATCHDOG_PID", "1"),
+    ];
+    let _server = Running::start_with(&["--bind", "127.0.0.1:0"], "info", &env);
+    assert_eq!(next_message(&socket), "READY=1\n");
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0; 64];
+    assert!(socket.recv(&mut buf).is_err(), "pinged without a watchdog");
+}
+
 #[test]
 fn a_notify_socket_path_is_heard_too() {
     let dir = std::env::temp_dir().join(format!("skyrocket-notify-{}", std::process::id()));
