@@ -347,6 +347,8 @@ impl Cli {
 struct FromSystemd {
     /// Sockets of socket activation (none without it).
     sockets: Vec<PassedSocket>,
+    /// They are a master's (`--workers`), which passes its own command line, `--bind` too.
+    from_master: bool,
     /// `NOTIFY_SOCKET`'s notifier, if set.
     notifier: Option<Notifier>,
 }
@@ -355,9 +357,14 @@ impl FromSystemd {
     /// Takes them from the environment (and removes its variables) while the process has one
     /// thread: before the application (Python) starts any.
     fn take() -> Result<FromSystemd, String> {
+        let from_master = std::env::var_os(CHILD_FDS).is_some();
         let sockets = systemd::take_listen_fds().map_err(|e| e.to_string())?;
         let notifier = Notifier::take_from_env()?;
-        Ok(FromSystemd { sockets, notifier })
+        Ok(FromSystemd {
+            sockets,
+            from_master,
+            notifier,
+        })
     }
 
     /// Serves the passed sockets instead of the `--bind` and `--tls-bind` addresses (those
@@ -365,16 +372,7 @@ impl FromSystemd {
     /// systemd.
     fn apply(self, mut builder: ConfigBuilder, cli: &Cli) -> Result<ConfigBuilder, String> {
         if !self.sockets.is_empty() {
-            let names: Vec<String> = (self.sockets.iter())
-                .map(|p| format!("{} ({})", p.name, describe(&p.socket)))
-                .collect();
-            let ignored = match (cli.bind.is_empty(), cli.tls_bind.is_empty()) {
-                (true, true) => "",
-                (false, true) => "; --bind ignored",
-                (true, false) => "; --tls-bind ignored",
-                (false, false) => "; --bind and --tls-bind ignored",
-            };
-            log::info!("socket activation: serving {}{ignored}", names.join(", "));
+            self.log_sockets(cli);
         }
         for passed in self.sockets {
             let files = match (passed.tls(), &cli.certfile, &cli.keyfile) {
@@ -389,6 +387,24 @@ impl FromSystemd {
             Some(notifier) => builder.notifier(notifier),
             None => builder,
         })
+    }
+
+    /// Says at start-up which sockets are served, by name and address (and, under systemd,
+    /// which flags they make void; a master's children are given its `--bind` as well).
+    fn log_sockets(&self, cli: &Cli) {
+        let names: Vec<String> = (self.sockets.iter())
+            .map(|p| format!("{} ({})", p.name, describe(&p.socket)))
+            .collect();
+        let ignored = match (cli.bind.is_empty(), cli.tls_bind.is_empty()) {
+            (true, true) => "",
+            (false, true) => "; --bind ignored",
+            (true, false) => "; --tls-bind ignored",
+            (false, false) => "; --bind and --tls-bind ignored",
+        };
+        match self.from_master {
+            true => log::info!("serving the master's sockets: {}", names.join(", ")),
+            false => log::info!("socket activation: serving {}{ignored}", names.join(", ")),
+        }
     }
 }
 
@@ -405,11 +421,11 @@ type ProgramApp = Box<dyn FnOnce(ConfigBuilder) -> ConfigBuilder>;
 /// Parses the command line, serves `app` (or the demo page) and returns the exit status.
 pub fn main(app: Option<ProgramApp>) -> ExitCode {
     init_logging();
-    let worker_process = std::env::var_os(CHILD_FDS).is_some();
     let from_systemd = match FromSystemd::take() {
         Ok(from_systemd) => from_systemd,
         Err(e) => return fail(&e),
     };
+    let worker_process = from_systemd.from_master;
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),

@@ -94,6 +94,8 @@ fn a_burst_of_new_connections_is_spread_over_the_children() {
     // so fewer than 4 of 32 on one child has a chance of about 1 in 400,000).
     let server = Running::start(&TWO_WORKERS);
     let addr = server.addrs[0];
+    let told = server.line_with("serving the master's sockets: ");
+    assert!(told.contains(&format!("standby-master ({addr})")), "{told}");
     processes_serving(addr, 2);
     for _ in 0..2 {
         let burst: Vec<TcpStream> = (0..32).map(|_| common::connect(addr)).collect();
