@@ -23,9 +23,6 @@ use crate::systemd::{Notifier, State};
 use crate::tls::TlsSettings;
 use crate::worker::Worker;
 
-/// How often a server with `max_requests` checks its count of responses.
-const RECYCLE_CHECK: Duration = Duration::from_millis(50);
-
 /// How often a worker process tells its master its counters: the master takes a process
 /// silent for longer than its `--stuck-after` for stuck.
 pub(crate) const HEARTBEAT: Duration = Duration::from_millis(250);
@@ -253,12 +250,16 @@ impl Server {
         }
     }
 
-    /// Stops gracefully once `limit` responses are sent (`max_requests`), once.
-    fn recycle_at(&mut self, limit: u64, ctx: &mut actix::Context<Self>) {
-        if self.running.is_some() && self.stats.report(true).requests_total >= limit {
+    /// Stops gracefully once `limit` responses are sent (`max_requests`), so that the master
+    /// replaces this process: the worker that sends the last one wakes the Server at once.
+    fn recycle_after(&self, limit: u64, ctx: &mut actix::Context<Self>) {
+        self.stats.set_quota(limit);
+        let stats = self.stats.clone();
+        let sent = async move { stats.quota_sent().await };
+        ctx.spawn(sent.into_actor(self).map(move |(), _, ctx| {
             log::info!("{limit} responses sent (max_requests): stopping to be replaced");
             ctx.address().do_send(Stop { graceful: true });
-        }
+        }));
     }
 
     /// Starts the metrics endpoint, if configured and not started yet.
@@ -443,9 +444,7 @@ impl Actor for Server {
             ctx.run_interval(period, |server, _| server.notify(State::Alive));
         }
         if let Some(limit) = self.config.recycle_after {
-            ctx.run_interval(RECYCLE_CHECK.min(self.config.tick), move |server, ctx| {
-                server.recycle_at(limit, ctx)
-            });
+            self.recycle_after(limit, ctx);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Counters shared by the actors, read by `Status` without a message round trip.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// Live gauges and running totals of one server (they survive restarts).
@@ -29,6 +29,17 @@ pub struct Stats {
     /// request in progress has run (a stuck application); a worker's own clock costs it no
     /// lock per request.
     clocks: Mutex<Vec<Weak<AtomicU64>>>,
+    /// The responses after which the server stops to be replaced (`max_requests`), if set.
+    quota: OnceLock<Quota>,
+}
+
+/// A number of responses, and the wake-up of whoever waits for them to be sent.
+#[derive(Debug)]
+struct Quota {
+    /// How many.
+    limit: u64,
+    /// Notified (once) by the worker that sends the last of them.
+    reached: tokio::sync::Notify,
 }
 
 /// When the request a worker serves began (milliseconds of the coarse monotonic clock; 0:
@@ -131,9 +142,32 @@ impl Stats {
         self.get(Gauge::Queued) + self.arriving.load(Ordering::Relaxed)
     }
 
-    /// Counts a response sent.
+    /// Counts a response sent; the one that completes the quota wakes its waiter.
     pub fn request_served(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let total = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(quota) = self.quota.get() {
+            if total == quota.limit {
+                quota.reached.notify_one();
+            }
+        }
+    }
+
+    /// Sets the quota of responses [`Stats::quota_sent`] waits for (once; later calls are
+    /// ignored).
+    pub(crate) fn set_quota(&self, limit: u64) {
+        let reached = tokio::sync::Notify::new();
+        if self.requests.load(Ordering::Relaxed) >= limit {
+            reached.notify_one();
+        }
+        let _ = self.quota.set(Quota { limit, reached });
+    }
+
+    /// Returns once the quota's responses are sent (never without a quota).
+    pub(crate) async fn quota_sent(&self) {
+        match self.quota.get() {
+            Some(quota) => quota.reached.notified().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Takes a snapshot.
@@ -233,8 +267,35 @@ pub(crate) const SAMPLE_REPORT: StatusReport = StatusReport {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+
     use super::*;
     use crate::test_support::wait_until;
+
+    /// Whether [`Stats::quota_sent`] is done at once (one poll).
+    fn quota_sent_now(stats: &Stats) -> bool {
+        let mut sent = std::pin::pin!(stats.quota_sent());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        sent.as_mut().poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn the_response_that_completes_the_quota_wakes_its_waiter() {
+        let stats = Stats::default();
+        assert!(!quota_sent_now(&stats), "no quota, never");
+        stats.set_quota(3);
+        stats.request_served();
+        stats.request_served();
+        assert!(!quota_sent_now(&stats), "2 of 3");
+        stats.request_served();
+        assert!(quota_sent_now(&stats), "3 of 3");
+
+        // A quota set once its responses are sent (a restart) is met at once.
+        let late = Stats::default();
+        late.request_served();
+        late.set_quota(1);
+        assert!(quota_sent_now(&late));
+    }
 
     #[test]
     fn the_longest_request_is_the_oldest_clock_running() {

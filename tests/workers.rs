@@ -169,6 +169,27 @@ fn max_requests_recycles_children_and_every_new_connection_is_served() {
 }
 
 #[test]
+fn max_requests_stops_at_once_after_the_last_response() {
+    // One keep-alive client asking without pause: the server stops as soon as its 20th
+    // response is sent, so at most a request or two already on their way are answered after
+    // it (with `Connection: close`), not all those that a periodic check would let through.
+    let mut server = Running::start(&["--bind", "127.0.0.1:0", "--max-requests", "20"]);
+    let mut conn = Conn::new(common::connect(server.addrs[0]));
+    let mut answered = 0;
+    while conn.stream.write_all(&get("/")).is_ok() {
+        let Ok(resp) = conn.try_response(false) else {
+            break;
+        };
+        answered += 1;
+        if resp.header("connection") == Some("close") {
+            break;
+        }
+    }
+    assert!((20..=22).contains(&answered), "{answered} responses");
+    assert!(server.wait_exit().success());
+}
+
+#[test]
 fn max_requests_loses_no_request_of_a_keep_alive_client() {
     let args = [
         "--workers",
