@@ -142,14 +142,18 @@ impl Stats {
         self.get(Gauge::Queued) + self.arriving.load(Ordering::Relaxed)
     }
 
-    /// Counts a response sent; the one that completes the quota wakes its waiter.
-    pub fn request_served(&self) {
+    /// Counts a response sent: `true` for the one that completes the quota, which also
+    /// wakes the quota's waiter.
+    pub fn request_served(&self) -> bool {
         let total = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(quota) = self.quota.get() {
-            if total == quota.limit {
-                quota.reached.notify_one();
-            }
+        let Some(quota) = self.quota.get() else {
+            return false;
+        };
+        let completes = total == quota.limit;
+        if completes {
+            quota.reached.notify_one();
         }
+        completes
     }
 
     /// Sets the quota of responses [`Stats::quota_sent`] waits for (once; later calls are
@@ -284,11 +288,11 @@ mod tests {
         let stats = Stats::default();
         assert!(!quota_sent_now(&stats), "no quota, never");
         stats.set_quota(3);
-        stats.request_served();
-        stats.request_served();
+        assert!(!stats.request_served() && !stats.request_served());
         assert!(!quota_sent_now(&stats), "2 of 3");
-        stats.request_served();
+        assert!(stats.request_served(), "the third completes it");
         assert!(quota_sent_now(&stats), "3 of 3");
+        assert!(!stats.request_served(), "only the third");
 
         // A quota set once its responses are sent (a restart) is met at once.
         let late = Stats::default();

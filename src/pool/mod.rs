@@ -12,7 +12,7 @@ mod sync;
 #[cfg(all(test, skyrocket_loom))]
 mod loom_tests;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -55,6 +55,17 @@ pub(crate) struct Settings {
     /// The peers whose forwarded headers are believed (`None`: nobody's, and they pass as
     /// sent).
     pub(crate) forwarded: Option<AllowList>,
+}
+
+impl Settings {
+    /// Counts a response sent. The one that completes `max_requests` starts the drain at
+    /// once: every response planned after it says `Connection: close`, even before the Server
+    /// (woken by the same count) stops.
+    pub(crate) fn count_response(&self) {
+        if self.stats.request_served() {
+            self.draining.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Shared by a Dispatcher, its Monitor and its workers.

@@ -462,7 +462,7 @@ impl Session<'_> {
                 log::warn!("a response body panicked while sent or dropped; resetting");
                 Err(std::io::Error::other("response body panicked"))
             });
-        self.settings.stats.request_served();
+        self.settings.count_response();
         sent
     }
 
@@ -514,7 +514,7 @@ impl Session<'_> {
         let response = error_response(err, &self.settings.server_name);
         self.socket.start_response();
         if self.socket.write_all(&response).is_ok() {
-            self.settings.stats.request_served();
+            self.settings.count_response();
             self.socket.close_lingering();
         }
         Outcome::Closed(ticket)
