@@ -383,6 +383,9 @@ impl FromSystemd {
             let standby = passed.standby();
             builder = builder.passed_listener(passed.socket, files, standby);
         }
+        if self.from_master {
+            builder = builder.reports_to_master();
+        }
         Ok(match self.notifier {
             Some(notifier) => builder.notifier(notifier),
             None => builder,
@@ -395,16 +398,17 @@ impl FromSystemd {
         let names: Vec<String> = (self.sockets.iter())
             .map(|p| format!("{} ({})", p.name, describe(&p.socket)))
             .collect();
+        let names = names.join(", ");
+        if self.from_master {
+            return log::info!("serving the master's sockets: {names}");
+        }
         let ignored = match (cli.bind.is_empty(), cli.tls_bind.is_empty()) {
             (true, true) => "",
             (false, true) => "; --bind ignored",
             (true, false) => "; --tls-bind ignored",
             (false, false) => "; --bind and --tls-bind ignored",
         };
-        match self.from_master {
-            true => log::info!("serving the master's sockets: {}", names.join(", ")),
-            false => log::info!("socket activation: serving {}{ignored}", names.join(", ")),
-        }
+        log::info!("socket activation: serving {names}{ignored}");
     }
 }
 
@@ -438,7 +442,7 @@ pub fn main(app: Option<ProgramApp>) -> ExitCode {
     if cli.workers > 1 && !worker_process {
         return run_master(&cli, from_systemd);
     }
-    match cli.config(app, from_systemd, worker_process) {
+    match cli.config(app, from_systemd) {
         Ok(config) => serve(config),
         Err(e) => fail(&e),
     }
@@ -447,20 +451,11 @@ pub fn main(app: Option<ProgramApp>) -> ExitCode {
 impl Cli {
     /// The configuration this process serves: the command line's, with the program's
     /// application (unless `--method fs`), systemd's sockets, and a master to report to.
-    fn config(
-        &self,
-        app: Option<ProgramApp>,
-        from_systemd: FromSystemd,
-        worker_process: bool,
-    ) -> Result<Config, String> {
+    fn config(&self, app: Option<ProgramApp>, from_systemd: FromSystemd) -> Result<Config, String> {
         let app = app.filter(|_| self.method == MethodArg::Wsgi);
         let builder = self.builder()?;
         let builder = app.map_or(builder.clone(), |with_app| with_app(builder));
         let builder = from_systemd.apply(builder, self)?;
-        let builder = match worker_process {
-            true => builder.reports_to_master(),
-            false => builder,
-        };
         builder.build().map_err(|e| e.to_string())
     }
 }

@@ -187,7 +187,10 @@ impl Accepting {
                 tokio::time::sleep(STANDBY_DELAY).await;
             }
             taking = match ready.try_io(|fd| fd.get_ref().accept()) {
-                Ok(Ok((stream, peer))) => self.hand_over(stream, peer),
+                Ok(Ok((stream, peer))) => {
+                    self.hand_over(stream, peer);
+                    true
+                }
                 Ok(Err(e)) => pause_after(e).await,
                 Err(_would_block) => false,
             };
@@ -209,13 +212,12 @@ impl Accepting {
         log::debug!("accepting again on {}", self.addr);
     }
 
-    /// Sends an accepted connection to the Dispatcher (or closes it); `true`, since one was
-    /// accepted.
-    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) -> bool {
+    /// Sends an accepted connection to the Dispatcher (or closes it).
+    fn hand_over(&self, stream: std::net::TcpStream, peer: SocketAddr) {
         let proxy = self.proxies.protocol;
         if proxy.is_some() && !self.proxies.allow_from.contains(peer.ip()) {
             log::debug!("{peer}: not allowed to send a PROXY header; closed");
-            return true;
+            return;
         }
         let _ = stream.set_nodelay(true);
         let local = match self.addr.ip().is_unspecified() {
@@ -226,16 +228,12 @@ impl Accepting {
         if let Some(config) = &self.tls {
             match TlsSession::new(config.clone()) {
                 Ok(session) => conn.tls_session = Some(Box::new(session)),
-                Err(e) => {
-                    log::warn!("{peer}: cannot start a TLS session: {e}");
-                    return true;
-                }
+                Err(e) => return log::warn!("{peer}: cannot start a TLS session: {e}"),
             }
         }
         log::debug!("{peer}: accepted on {local}");
         self.stats.connection_accepted();
         self.dispatcher.do_send(conn);
-        true
     }
 }
 
