@@ -84,6 +84,11 @@ pub(crate) struct Cli {
     /// not exit within --shutdown-timeout (with --workers).
     #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "0")]
     pub worker_timeout: Duration,
+    /// Seconds a new connection waits on another worker process's socket before this one
+    /// takes it (with --workers): each owns a socket of the port's SO_REUSEPORT group, and
+    /// one that is starting, stopped or stuck leaves its connections to the others.
+    #[arg(long, value_name = "SECS", value_parser = seconds, default_value = "0.005")]
+    pub standby_delay: Duration,
     /// Fewest worker threads.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub min_threads: usize,
@@ -310,6 +315,7 @@ impl Cli {
             .read_timeout(self.read_timeout)
             .shutdown_timeout(self.shutdown_timeout)
             .drain_idle(self.drain_idle)
+            .standby_delay(self.standby_delay)
             .max_body(self.max_body)
             .max_queued(self.max_queued)
             .max_headers(self.max_headers)

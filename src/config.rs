@@ -27,6 +27,10 @@ pub const DEFAULT_MAX_QUEUED: usize = 1024;
 /// The default body size limit: 1 GiB, as waitress (Rocket has none).
 pub const DEFAULT_MAX_BODY: u64 = 1 << 30;
 
+/// How long a connection waits on a sibling worker process's socket before it is taken on
+/// standby, unless told otherwise (see [`ConfigBuilder::standby_delay`]).
+pub const DEFAULT_STANDBY_DELAY: Duration = Duration::from_millis(5);
+
 /// One address to listen on (a host name gives one per address it resolves to).
 #[derive(Debug, Clone)]
 pub(crate) struct Interface {
@@ -140,6 +144,12 @@ pub struct Config {
     /// drain begins, and closing the connection under it would lose that request. A request
     /// that arrives in time is answered with `Connection: close`.
     pub(crate) drain_idle: Duration,
+    /// How long a connection waits on a sibling worker process's socket (`--workers`) before
+    /// this process takes it on standby: a running owner takes its own within microseconds
+    /// (unless the machine is overloaded, and then it matters little which process serves),
+    /// so only connections left by an owner that is starting, stopped or stuck are taken,
+    /// and those are hardly delayed.
+    pub(crate) standby_delay: Duration,
     /// Whether the server installs SIGTERM/SIGINT/SIGHUP/SIGUSR1 handlers.
     pub(crate) handle_signals: bool,
     /// Size limits of a request head.
@@ -233,6 +243,8 @@ pub struct ConfigBuilder {
     shutdown_timeout: Duration,
     /// See [`Config::drain_idle`] (not yet capped by `timeout`).
     drain_idle: Duration,
+    /// See [`Config::standby_delay`].
+    standby_delay: Duration,
     /// See [`Config::handle_signals`].
     handle_signals: bool,
     /// See [`Config::limits`].
@@ -282,6 +294,7 @@ impl Default for ConfigBuilder {
             read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
             drain_idle: Duration::from_secs(1),
+            standby_delay: DEFAULT_STANDBY_DELAY,
             handle_signals: true,
             limits: Limits::default(),
             max_body: DEFAULT_MAX_BODY,
@@ -445,6 +458,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets how long a connection waits on a sibling worker process's socket before this
+    /// process takes it (default 5 ms; see [`Config::standby_delay`]).
+    pub fn standby_delay(mut self, d: Duration) -> Self {
+        self.standby_delay = d;
+        self
+    }
+
     /// Enables or disables signal handling (default true).
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.handle_signals = on;
@@ -585,6 +605,7 @@ impl ConfigBuilder {
             read_timeout: self.read_timeout,
             shutdown_timeout: self.shutdown_timeout,
             drain_idle: self.drain_idle.min(self.timeout),
+            standby_delay: self.standby_delay,
             handle_signals: self.handle_signals,
             limits: self.limits,
             max_body: self.max_body,

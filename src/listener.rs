@@ -8,7 +8,7 @@
 //!
 //! Standby: a worker process of a master (`--workers`) owns one socket of each interface's
 //! `SO_REUSEPORT` group and watches the others on standby, taking only connections that
-//! their owner leaves waiting for [`STANDBY_DELAY`] (see `master::group`).
+//! their owner leaves waiting for `standby_delay` (see `master::group`).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -28,11 +28,6 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// How often a Listener paused by backpressure checks whether it may accept again.
 pub(crate) const BACKPRESSURE_POLL: Duration = Duration::from_millis(5);
-
-/// How long a connection waits on a sibling worker process's socket before this process
-/// takes it (see `master`): its owner takes one within microseconds, so only connections
-/// the owner leaves (it is starting, stopping or stuck) are taken on standby.
-pub(crate) const STANDBY_DELAY: Duration = Duration::from_millis(5);
 
 /// When accepting pauses: every worker the pool may have is serving (a free worker would take
 /// a new connection at once) and enough connections already wait. Silent connections do not
@@ -76,8 +71,9 @@ pub(crate) struct Listener {
     proxies: Arc<Proxies>,
     /// On a TLS interface, the configuration every connection's session starts from.
     tls: Option<Arc<ServerConfig>>,
-    /// A sibling worker process's socket: accept only what waits [`STANDBY_DELAY`].
-    standby: bool,
+    /// On a sibling worker process's socket, how long a connection is left for its owner
+    /// (`Config::standby_delay`); `None` on this process's own sockets.
+    standby: Option<Duration>,
 }
 
 impl Listener {
@@ -90,7 +86,7 @@ impl Listener {
         backpressure: Backpressure,
         proxies: Arc<Proxies>,
         tls: Option<Arc<ServerConfig>>,
-        standby: bool,
+        standby: Option<Duration>,
     ) -> Self {
         let addr = socket
             .local_addr()
@@ -165,12 +161,12 @@ struct Accepting {
     /// On a TLS interface, the configuration every connection's session starts from.
     tls: Option<Arc<ServerConfig>>,
     /// See [`Listener::standby`].
-    standby: bool,
+    standby: Option<Duration>,
 }
 
 impl Accepting {
     /// Accepts one connection at a time. On standby, a connection that was not waiting at the
-    /// last accept is given [`STANDBY_DELAY`] for its owner to take it first; once one is
+    /// last accept is given the standby delay for its owner to take it first; once one is
     /// taken, the rest waiting are taken at once.
     async fn run(self) {
         let mut taking = false;
@@ -183,8 +179,8 @@ impl Accepting {
                     return;
                 }
             };
-            if self.standby && !taking {
-                tokio::time::sleep(STANDBY_DELAY).await;
+            if let (Some(delay), false) = (self.standby, taking) {
+                tokio::time::sleep(delay).await;
             }
             taking = match ready.try_io(|fd| fd.get_ref().accept()) {
                 Ok(Ok((stream, peer))) => {

@@ -285,7 +285,7 @@ impl Server {
 
     fn start_listeners(&self, generation: &Generation) -> Vec<Addr<Listener>> {
         let mut listeners = Vec::new();
-        let standby = standby_flags(&self.config);
+        let standby = standby_delays(&self.config);
         for ((socket, tls), standby) in self.sockets.iter().zip(&self.tls).zip(standby) {
             match socket.try_clone() {
                 Ok(dup) => {
@@ -365,12 +365,15 @@ fn tls_settings(config: &Config) -> Vec<Option<&Arc<TlsSettings>>> {
     }
 }
 
-/// Which of [`listening_sockets`]`(config)` are a sibling worker process's, in the same
-/// order (see `config::Listening::standby`).
-fn standby_flags(config: &Config) -> Vec<bool> {
+/// For each of [`listening_sockets`]`(config)`, in the same order, the standby delay of a
+/// sibling worker process's socket (see `config::Listening::standby`), `None` for one's own.
+fn standby_delays(config: &Config) -> Vec<Option<Duration>> {
+    let delay = |standby: bool| standby.then_some(config.standby_delay);
     match config.listeners.is_empty() {
-        true => vec![false; config.interfaces.len()],
-        false => (config.listeners.iter()).map(|l| l.standby).collect(),
+        true => vec![None; config.interfaces.len()],
+        false => (config.listeners.iter())
+            .map(|l| delay(l.standby))
+            .collect(),
     }
 }
 

@@ -69,6 +69,8 @@ fn flags_are_accepted() {
         "2",
         "--drain-idle",
         "0.2",
+        "--standby-delay",
+        "0.01",
         "--max-queued",
         "16",
         "--max-headers",
@@ -110,7 +112,7 @@ fn proxy_flags_are_accepted() {
 
 #[test]
 fn bad_flags_are_a_one_line_error() {
-    let table: [&[&str]; 20] = [
+    let table: [&[&str]; 21] = [
         &["--bogus"],
         &["--workers", "0"],
         &["--worker-timeout", "soon"],
@@ -126,6 +128,7 @@ fn bad_flags_are_a_one_line_error() {
         &["--min-threads", "4", "--max-threads", "2"],
         &["--timeout", "-1"],
         &["--drain-idle", "soon"],
+        &["--standby-delay", "soon"],
         &["--bind", "localhost"],
         &["--method", "cgi"],
         &["--max-body", "-1"],

@@ -91,8 +91,10 @@ fn a_burst_of_new_connections_is_spread_over_the_children() {
     // A shared socket goes to whichever child wakes first: often a whole burst to one, which
     // leaves a GIL-bound application one core. Each child owns a socket of a SO_REUSEPORT
     // group instead, and the kernel spreads connections over the group (by their addresses,
-    // so fewer than 4 of 32 on one child has a chance of about 1 in 400,000).
-    let server = Running::start(&TWO_WORKERS);
+    // so fewer than 4 of 32 on one child has a chance of about 1 in 400,000). On a loaded
+    // machine a child may not run for the default 5 ms, and the other then takes its
+    // connections on standby: a long --standby-delay keeps this test to the kernel's share.
+    let server = Running::start(&[&TWO_WORKERS[..], &["--standby-delay", "2"]].concat());
     let addr = server.addrs[0];
     let told = server.line_with("serving the master's sockets: ");
     assert!(told.contains(&format!("standby-master ({addr})")), "{told}");
