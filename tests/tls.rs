@@ -157,6 +157,55 @@ fn plain_http_on_the_tls_port_gets_a_plain_400_and_others_are_served_meanwhile()
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
 }
 
+/// A TLS connection to `addr` that begins with `header` (a PROXY header), sent alone or in
+/// one write with the client's first handshake record.
+fn behind_a_proxy(
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    header: &[u8],
+    with_hello: bool,
+) -> StreamOwned<ClientConnection, std::net::TcpStream> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(config, name).unwrap();
+    let mut tcp = common::connect(addr);
+    let mut first = header.to_vec();
+    if with_hello {
+        conn.write_tls(&mut first).unwrap();
+    }
+    tcp.write_all(&first).unwrap();
+    StreamOwned::new(conn, tcp)
+}
+
+#[test]
+fn a_proxy_header_before_the_handshake_names_the_client() {
+    // A proxy that passes TLS through (HAProxy in TCP mode with send-proxy, nginx's stream
+    // module) sends its header in the clear, before the client's records.
+    let dir = scratch_dir("tls-proxy");
+    let files = self_signed(&dir);
+    let builder = tls_config(&files).proxy_protocol(skyrocket::ProxyProtocol::Auto);
+    let server = TestServer::start(builder);
+    let config = client_config(&files.cert, None);
+    let header = b"PROXY TCP4 192.0.2.7 10.0.0.1 40000 443\r\n";
+    for with_hello in [false, true] {
+        let mut tls = behind_a_proxy(server.addr, config.clone(), header, with_hello);
+        tls.write_all(ENVIRON).unwrap();
+        let mut answer = String::new();
+        tls.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert_eq!(
+            var(&answer, "REMOTE_ADDR"),
+            Some("192.0.2.7"),
+            "{with_hello}"
+        );
+        assert_eq!(var(&answer, "wsgi.url_scheme"), Some("https"), "{answer}");
+    }
+    let mut plain = Conn::new(server.connect());
+    plain.send(header);
+    let resp = plain.request(&get("/hello"));
+    assert_eq!(resp.status, 400, "plain HTTP after the header");
+    assert!(resp.text().contains("HTTPS"), "{}", resp.text());
+}
+
 /// A server with one worker, whose TLS connections' handshakes may take `read_timeout`;
 /// a connection to it that sent the first bytes of a handshake record and nothing more.
 fn stalled(files: &CertFiles, read_timeout: Duration) -> (TestServer, std::net::TcpStream) {

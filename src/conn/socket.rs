@@ -128,6 +128,25 @@ impl Socket {
         })
     }
 
+    /// As [`Socket::fill_ready`], but as the bytes came, even on a TLS interface: for the
+    /// PROXY header, which precedes the TLS session.
+    pub(crate) fn fill_plain(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let n = self.read_plain(scratch)?;
+            buf.extend_from_slice(&scratch[..n]);
+            Ok(n)
+        })
+    }
+
+    /// Gives the TLS session the bytes [`Socket::fill_plain`] read past the PROXY header: the
+    /// session's first records.
+    pub(crate) fn unread_records(&mut self, records: &[u8]) -> io::Result<()> {
+        match &mut self.tls {
+            Some(tls) => tls.receive_read(&self.stream, records),
+            None => Ok(()),
+        }
+    }
+
     /// Appends what arrives within `budget` to `buf`; `Ok(0)` means the peer closed.
     pub(crate) fn fill(&mut self, buf: &mut BytesMut, budget: &mut Budget) -> io::Result<usize> {
         SCRATCH.with_borrow_mut(|scratch| {
@@ -169,6 +188,11 @@ impl Socket {
                 }
             };
         }
+        self.read_plain(out)
+    }
+
+    /// One read of the bytes as they came (ciphertext on a TLS interface) that does not wait.
+    fn read_plain(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.stream.read(out) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -124,13 +124,32 @@ impl TlsSession {
                 Err(e) => return Err(e),
             }
         };
+        self.process(tcp)?;
+        Ok(emptied)
+    }
+
+    /// Decrypts the records taken, and sends what the handshake answers (an alert, if they
+    /// fail).
+    fn process(&mut self, tcp: &TcpStream) -> io::Result<()> {
         if let Err(e) = self.conn.process_new_packets() {
             let _ = self.flush(tcp);
             self.refused = true;
             return Err(io::Error::new(io::ErrorKind::InvalidData, Refused::Tls(e)));
         }
-        self.flush(tcp)?;
-        Ok(emptied)
+        self.flush(tcp).map(drop)
+    }
+
+    /// Takes records that were read from the socket before the session began (after a
+    /// PROXY header, which precedes the session), and sends what the handshake answers.
+    pub(crate) fn receive_read(&mut self, tcp: &TcpStream, mut records: &[u8]) -> io::Result<()> {
+        if let Some(&first) = records.first() {
+            self.check_first(tcp, first)?;
+        }
+        while !records.is_empty() {
+            self.conn.read_tls(&mut records)?;
+            self.process(tcp)?;
+        }
+        Ok(())
     }
 
     /// Refuses a client whose first byte is an ASCII letter (a plain HTTP method) with a
@@ -138,20 +157,23 @@ impl TlsSession {
     fn check_first_byte(&mut self, tcp: &TcpStream) -> io::Result<()> {
         let mut first = [0u8; 1];
         match recv(tcp, &mut first, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
-            Ok((1, _)) if first[0].is_ascii_alphabetic() => {
-                let _ = (&*tcp).write_all(PLAIN_HTTP);
-                self.refused = true;
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    Refused::PlainHttp,
-                ))
-            }
-            Ok((1, _)) => {
-                self.started = true;
-                Ok(())
-            }
+            Ok((1, _)) => self.check_first(tcp, first[0]),
             _ => Ok(()),
         }
+    }
+
+    /// Starts the session on a first byte that can begin a TLS record, or refuses the client.
+    fn check_first(&mut self, tcp: &TcpStream, first: u8) -> io::Result<()> {
+        if !first.is_ascii_alphabetic() {
+            self.started = true;
+            return Ok(());
+        }
+        let _ = (&*tcp).write_all(PLAIN_HTTP);
+        self.refused = true;
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            Refused::PlainHttp,
+        ))
     }
 
     /// Sends the ciphertext rustls holds, without waiting; whether all of it went.

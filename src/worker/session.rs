@@ -316,7 +316,11 @@ impl Session<'_> {
             if !std::mem::take(&mut self.readable) && self.socket.drained() {
                 return Err(self.incomplete());
             }
-            match self.socket.fill_ready(&mut self.buf) {
+            let filled = match self.proxy {
+                Some(_) => self.socket.fill_plain(&mut self.buf),
+                None => self.socket.fill_ready(&mut self.buf),
+            };
+            match filled {
                 Ok(0) => return Err(NoHead::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Err(self.incomplete()),
@@ -359,12 +363,26 @@ impl Session<'_> {
             }
         };
         bytes::Buf::advance(&mut self.buf, header.len);
+        self.start_tls_session()?;
         if let Some((client, local)) = header.addresses {
             log::debug!("{}: PROXY header: client {client}, to {local}", self.peer);
             (self.peer, self.local) = (client, local);
         }
         (self.proxy, self.tls) = (None, header.tls);
         Ok(true)
+    }
+
+    /// On a TLS interface, gives the session what was read past the PROXY header (its first
+    /// records): from there on, reads go through the session.
+    fn start_tls_session(&mut self) -> Result<(), NoHead> {
+        if self.socket.tls().is_none() {
+            return Ok(());
+        }
+        let records = self.buf.split();
+        self.socket.unread_records(&records).map_err(|e| {
+            log::debug!("{}: {e}; closing", self.peer);
+            NoHead::Closed
+        })
     }
 
     /// Nothing more to read for now: wait for input, unless a partial head ran out of time
