@@ -1,5 +1,6 @@
 //! The access log over real sockets: plain lines in a file, Common and Combined formats, the
-//! Basic user, refused requests, and the file reopened on restart (logrotate).
+//! Basic user, refused requests (plain HTTP on a TLS port too), and the file reopened on
+//! restart (logrotate).
 
 mod common;
 
@@ -191,6 +192,26 @@ fn refused_requests_are_logged_with_what_is_known_of_them() {
         .map(|l| timeless(l))
         .collect();
     assert_eq!(got, expected);
+}
+
+#[test]
+fn plain_http_on_a_tls_port_is_logged() {
+    let log = LogFile::new();
+    let dir = common::certs::scratch_dir("access-tls");
+    let files = common::certs::self_signed(&dir);
+    let config = (skyrocket::Config::builder())
+        .tls_bind("127.0.0.1:0", &files.cert, &files.key)
+        .app(common::testbed::testbed)
+        .handle_signals(false)
+        .access_log(AccessLogDestination::File(log.0.clone()));
+    let server = TestServer::start(config);
+    let resp = Conn::new(server.connect()).request(&get("/hello?x"));
+    assert_eq!(resp.status, 400);
+    let len = resp.body.len();
+    assert_eq!(
+        timeless(&lines(&log.0, 1)[0]),
+        format!("127.0.0.1 - - [T] \"GET /hello?x HTTP/1.1\" 400 {len}")
+    );
 }
 
 #[test]

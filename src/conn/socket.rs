@@ -147,6 +147,13 @@ impl Socket {
         }
     }
 
+    /// Sends `data` bypassing the TLS session, if the socket takes it now: the answer to a
+    /// client that spoke plain HTTP to a TLS port (a short one, which a new connection's
+    /// send buffer always has room for).
+    pub(crate) fn send_in_clear(&mut self, data: &[u8]) {
+        let _ = (&self.stream).write_all(data);
+    }
+
     /// Appends what arrives within `budget` to `buf`; `Ok(0)` means the peer closed.
     pub(crate) fn fill(&mut self, buf: &mut BytesMut, budget: &mut Budget) -> io::Result<usize> {
         SCRATCH.with_borrow_mut(|scratch| {

@@ -6,7 +6,8 @@
 //! (`process_new_packets`) and gives the plaintext; writing hands plaintext to rustls, which
 //! keeps the ciphertext until the socket takes it (at most its buffer limit, 64 KiB: past it a
 //! response waits as plaintext in the connection's queue). A client whose first byte is an
-//! ASCII letter speaks plain HTTP to a TLS port: it gets a plain-text 400 and a close.
+//! ASCII letter speaks plain HTTP to a TLS port: it is refused (the worker answers a
+//! plain-text 400 in the clear and closes).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -22,15 +23,15 @@ use crate::tls::TlsInfo;
 /// The most bytes of a file read into the session at a time (a TLS record's worth).
 const FILE_CHUNK: usize = 16 * 1024;
 
-/// The answer to plain HTTP on a TLS port (as Rocket gives it), sent unencrypted.
-const PLAIN_HTTP: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
-Content-Length: 40\r\nConnection: close\r\n\r\nThis port speaks HTTPS, not plain HTTP.\n";
+/// The most bytes of a plain HTTP request looked at (for the access log's request line).
+const PLAIN_HTTP_SEEN: usize = 1024;
 
 /// Why a TLS session cannot go on.
 #[derive(Debug)]
 pub(crate) enum Refused {
-    /// The client spoke plain HTTP: it was answered 400.
-    PlainHttp,
+    /// The client spoke plain HTTP: to be answered `ProtocolError::PlainHttpOnTls`, in the
+    /// clear. The bytes are the start of its request (left unread), for the access log.
+    PlainHttp(Vec<u8>),
     /// The handshake or a record failed: the client was sent an alert.
     Tls(rustls::Error),
 }
@@ -38,7 +39,7 @@ pub(crate) enum Refused {
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refused::PlainHttp => f.write_str("plain HTTP on a TLS port; answered 400"),
+            Refused::PlainHttp(_) => f.write_str("plain HTTP on a TLS port"),
             Refused::Tls(e) => write!(f, "TLS: {e}"),
         }
     }
@@ -142,8 +143,8 @@ impl TlsSession {
     /// Takes records that were read from the socket before the session began (after a
     /// PROXY header, which precedes the session), and sends what the handshake answers.
     pub(crate) fn receive_read(&mut self, tcp: &TcpStream, mut records: &[u8]) -> io::Result<()> {
-        if let Some(&first) = records.first() {
-            self.check_first(tcp, first)?;
+        if !records.is_empty() {
+            self.check_first(records)?;
         }
         while !records.is_empty() {
             self.conn.read_tls(&mut records)?;
@@ -152,27 +153,29 @@ impl TlsSession {
         Ok(())
     }
 
-    /// Refuses a client whose first byte is an ASCII letter (a plain HTTP method) with a
-    /// plain-text 400; a TLS record begins with its content type (22 for a handshake).
+    /// Looks at what has arrived, without taking it, to refuse plain HTTP (see
+    /// [`TlsSession::check_first`]).
     fn check_first_byte(&mut self, tcp: &TcpStream) -> io::Result<()> {
-        let mut first = [0u8; 1];
-        match recv(tcp, &mut first, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
-            Ok((1, _)) => self.check_first(tcp, first[0]),
+        let mut seen = [0u8; PLAIN_HTTP_SEEN];
+        match recv(tcp, &mut seen, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+            Ok((n, _)) if n > 0 => self.check_first(&seen[..n]),
             _ => Ok(()),
         }
     }
 
-    /// Starts the session on a first byte that can begin a TLS record, or refuses the client.
-    fn check_first(&mut self, tcp: &TcpStream, first: u8) -> io::Result<()> {
-        if !first.is_ascii_alphabetic() {
+    /// Starts the session on bytes that can begin a TLS record, or refuses a client whose
+    /// first byte is an ASCII letter (a plain HTTP method): a TLS record begins with its
+    /// content type (22 for a handshake).
+    fn check_first(&mut self, seen: &[u8]) -> io::Result<()> {
+        if !seen[0].is_ascii_alphabetic() {
             self.started = true;
             return Ok(());
         }
-        let _ = (&*tcp).write_all(PLAIN_HTTP);
         self.refused = true;
+        let seen = seen[..seen.len().min(PLAIN_HTTP_SEEN)].to_vec();
         Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            Refused::PlainHttp,
+            Refused::PlainHttp(seen),
         ))
     }
 
@@ -378,24 +381,22 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_on_the_tls_port_gets_a_plain_400() {
+    fn plain_http_on_the_tls_port_is_refused_with_what_it_sent() {
         let (mut session, tcp, mut client_tcp, _) = session_pair("tls-session-plain");
-        client_tcp
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        client_tcp.write_all(request).unwrap();
         wait_readable(&tcp);
         let err = read_plain(&mut session, &tcp, 1).unwrap_err();
         let refused = err.get_ref().and_then(|e| e.downcast_ref::<Refused>());
-        assert!(matches!(refused, Some(Refused::PlainHttp)), "{err}");
+        assert!(
+            matches!(refused, Some(Refused::PlainHttp(seen)) if seen == request),
+            "{err}"
+        );
         session.close(&tcp);
         drop(tcp);
-        let mut answer = String::new();
-        let _ = client_tcp.read_to_string(&mut answer);
-        assert!(
-            answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
-            "{answer:?}"
-        );
-        assert!(answer.ends_with("not plain HTTP.\n"), "{answer:?}");
+        let mut answer = Vec::new();
+        let _ = client_tcp.read_to_end(&mut answer);
+        assert_eq!(answer, b"", "the worker answers, in the clear");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum ProtocolError {
     PayloadTooLarge,
     /// 408: the head or body did not arrive in time (detected by the server).
     RequestTimeout,
+    /// 400: plain HTTP came to a TLS port (detected by the server; answered unencrypted, as
+    /// Rocket answers it).
+    PlainHttpOnTls,
 }
 
 /// Builds a [`ProtocolError::BadRequest`] whose body is
@@ -46,7 +49,7 @@ impl ProtocolError {
     /// errors to status codes in the crate.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::PlainHttpOnTls => StatusCode::BAD_REQUEST,
             Self::UriTooLong => StatusCode::URI_TOO_LONG,
             Self::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -65,6 +68,7 @@ impl ProtocolError {
             Self::VersionNotSupported => "HTTP Version Not Supported: use HTTP/1.1 or HTTP/1.0\n",
             Self::PayloadTooLarge => "Payload Too Large\n",
             Self::RequestTimeout => "Request Timeout\n",
+            Self::PlainHttpOnTls => "Bad Request: this port speaks HTTPS, not plain HTTP\n",
         }
     }
 }
@@ -81,7 +85,7 @@ impl std::error::Error for ProtocolError {}
 mod tests {
     use super::*;
 
-    const ALL: [(ProtocolError, u16); 8] = [
+    const ALL: [(ProtocolError, u16); 9] = [
         (ProtocolError::BadRequest("Bad Request: x\n"), 400),
         (ProtocolError::UriTooLong, 414),
         (ProtocolError::HeadTooLarge, 431),
@@ -89,6 +93,7 @@ mod tests {
         (ProtocolError::VersionNotSupported, 505),
         (ProtocolError::PayloadTooLarge, 413),
         (ProtocolError::RequestTimeout, 408),
+        (ProtocolError::PlainHttpOnTls, 400),
         (bad_request!("missing Host header"), 400),
     ];
 

@@ -324,12 +324,7 @@ impl Session<'_> {
                 Ok(0) => return Err(NoHead::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Err(self.incomplete()),
-                Err(e) => {
-                    if let Some(refused) = e.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
-                        log::debug!("{}: {refused}; closing", self.peer);
-                    }
-                    return Err(NoHead::Closed);
-                }
+                Err(e) => return Err(self.failed(&e)),
             }
         }
     }
@@ -363,12 +358,12 @@ impl Session<'_> {
             }
         };
         bytes::Buf::advance(&mut self.buf, header.len);
-        self.start_tls_session()?;
         if let Some((client, local)) = header.addresses {
             log::debug!("{}: PROXY header: client {client}, to {local}", self.peer);
             (self.peer, self.local) = (client, local);
         }
         (self.proxy, self.tls) = (None, header.tls);
+        self.start_tls_session()?;
         Ok(true)
     }
 
@@ -379,10 +374,26 @@ impl Session<'_> {
             return Ok(());
         }
         let records = self.buf.split();
-        self.socket.unread_records(&records).map_err(|e| {
-            log::debug!("{}: {e}; closing", self.peer);
-            NoHead::Closed
-        })
+        self.socket
+            .unread_records(&records)
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// Closes a connection whose socket or TLS session failed: a client that spoke plain
+    /// HTTP to a TLS port is answered first, in the clear, and its request logged.
+    fn failed(&mut self, e: &std::io::Error) -> NoHead {
+        match e.get_ref().and_then(|e| e.downcast_ref::<Refused>()) {
+            Some(Refused::PlainHttp(seen)) => {
+                let err = ProtocolError::PlainHttpOnTls;
+                log::debug!("{}: {err}", self.peer);
+                let answer = error_response(&err, &self.settings.server_name);
+                self.socket.send_in_clear(&answer);
+                (self.settings.access_log).refused(self.peer.ip(), Request::Refused(seen), &err);
+            }
+            Some(refused) => log::debug!("{}: {refused}; closing", self.peer),
+            None => {}
+        }
+        NoHead::Closed
     }
 
     /// Nothing more to read for now: wait for input, unless a partial head ran out of time
