@@ -364,6 +364,7 @@ impl FromSystemd {
     /// thread: before the application (Python) starts any.
     fn take() -> Result<FromSystemd, String> {
         let from_master = std::env::var_os(CHILD_FDS).is_some();
+        systemd::take_ticket_keys()?;
         let sockets = systemd::take_listen_fds().map_err(|e| e.to_string())?;
         let notifier = Notifier::take_from_env()?;
         Ok(FromSystemd {

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Write};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
@@ -38,8 +38,10 @@ use crate::server::HEARTBEAT;
 use crate::signals::{self, Received};
 use crate::stats::StatusReport;
 use crate::systemd::{
-    Notifier, State, CHILD_FDNAMES, CHILD_FDS, NOTIFY_SOCKET, STANDBY_PREFIX, TLS_NAME,
+    Notifier, State, CHILD_FDNAMES, CHILD_FDS, CHILD_TICKET_KEYS, NOTIFY_SOCKET, STANDBY_PREFIX,
+    TLS_NAME,
 };
+use crate::tls::tickets;
 
 /// Lowest descriptor the master keeps its sockets at, so that moving them to 3, 4, ... in a
 /// new child never overwrites one not moved yet.
@@ -212,7 +214,7 @@ impl Master {
     /// Starts a child of `generation` in `slot` and watches its notifications and its exit.
     fn spawn_child(&mut self, generation: u64, slot: usize, ctx: &mut actix::Context<Self>) {
         let spawned = self.notice_socket().and_then(|(notices, name)| {
-            let child = self.command(&name, slot).spawn()?;
+            let child = self.command(&name, slot)?.spawn()?;
             Ok((child, notices))
         });
         let (child, notices) = match spawned {
@@ -251,10 +253,11 @@ impl Master {
     }
 
     /// The command of the child in `slot`: this program, its descriptors 3, 4, ... the
-    /// sockets, its notifications to `notify`.
-    fn command(&self, notify: &str, slot: usize) -> Command {
+    /// sockets (and after them, with TLS interfaces, the session tickets' keys to read), its
+    /// notifications to `notify`.
+    fn command(&self, notify: &str, slot: usize) -> io::Result<Command> {
         let (program, args) = &self.program;
-        let fds: Vec<i32> = (self.sockets.iter().flatten())
+        let mut fds: Vec<i32> = (self.sockets.iter().flatten())
             .map(|fd| fd.as_raw_fd())
             .collect();
         let sizes: Vec<usize> = self.sockets.iter().map(Vec::len).collect();
@@ -266,12 +269,24 @@ impl Master {
             .env(CHILD_FDNAMES, names)
             .env(NOTIFY_SOCKET, notify)
             .kill_on_drop(true);
-        // SAFETY: between fork and exec the closure makes only async-signal-safe system calls
-        // (prctl, dup2) on descriptors the master owns and keeps open, and allocates nothing.
-        unsafe {
-            command.pre_exec(move || move_sockets(&fds));
+        let keys = match self.supervision.tls_sockets.contains(&true) {
+            true => Some(ticket_keys()?),
+            false => None,
+        };
+        if let Some(keys) = &keys {
+            command.env(CHILD_TICKET_KEYS, (3 + fds.len()).to_string());
+            fds.push(keys.as_raw_fd());
         }
-        command
+        // SAFETY: between fork and exec the closure makes only async-signal-safe system calls
+        // (prctl, dup2) on descriptors the master owns and keeps open (`keys` lives as long
+        // as the command), and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                let _kept_open = &keys;
+                move_sockets(&fds)
+            });
+        }
+        Ok(command)
     }
 
     /// Whether every child of `generation` that is not retiring is ready, and there are
@@ -511,6 +526,15 @@ fn signal_child(pid: u32, signal: Signal) {
 
 /// In a new child: dies with the master, and takes the sockets as descriptors 3, 4, ...
 /// (`dup2` leaves them open across exec).
+/// A socket holding the master's place in the chain of session ticket keys, for one child
+/// to read once (see `tls::tickets`), at a descriptor no move to 3, 4, ... overwrites.
+fn ticket_keys() -> io::Result<OwnedFd> {
+    let link = tickets::export().map_err(io::Error::other)?;
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.write_all(&link.to_bytes())?;
+    rustix::io::fcntl_dupfd_cloexec(theirs, HIGH_FD).map_err(io::Error::from)
+}
+
 fn move_sockets(fds: &[i32]) -> io::Result<()> {
     rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
     for (at, fd) in (3..).zip(fds) {

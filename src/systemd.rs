@@ -8,7 +8,7 @@
 
 use std::env;
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
@@ -16,6 +16,8 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
+
+use crate::tls::tickets;
 
 /// The variables of socket activation.
 const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
@@ -28,6 +30,10 @@ pub(crate) const CHILD_FDS: &str = "SKYROCKET_LISTEN_FDS";
 /// Set by a master with [`CHILD_FDS`]: the sockets' names, `:`-separated, as
 /// `LISTEN_FDNAMES` gives them: [`TLS_NAME`] for a TLS interface, `master` for a plain one.
 pub(crate) const CHILD_FDNAMES: &str = "SKYROCKET_LISTEN_FDNAMES";
+
+/// Set by a master with TLS interfaces for its children: the descriptor (after the
+/// sockets) to read the session tickets' keys from, once (see `tls::tickets`).
+pub(crate) const CHILD_TICKET_KEYS: &str = "SKYROCKET_TICKET_KEYS_FD";
 
 /// The name of a passed socket that is a TLS interface (a master's, or a socket unit's
 /// `FileDescriptorName=tls`): it serves TLS with `--certfile` and `--keyfile`.
@@ -55,6 +61,24 @@ fn adopt_master_sockets() {
     env::set_var("LISTEN_FDNAMES", names);
     env::set_var("LISTEN_PID", std::process::id().to_string());
     env::set_var("LISTEN_FDS", count);
+}
+
+/// In a child of a master with TLS interfaces, takes the session tickets' keys it passed
+/// (while the process has a single thread, before any TLS interface is configured).
+pub(crate) fn take_ticket_keys() -> Result<(), String> {
+    let Some(fd) = env::var_os(CHILD_TICKET_KEYS) else {
+        return Ok(());
+    };
+    env::remove_var(CHILD_TICKET_KEYS);
+    let fd: RawFd = (fd.to_str().and_then(|fd| fd.parse().ok()))
+        .ok_or_else(|| format!("{CHILD_TICKET_KEYS}={fd:?} is not a descriptor"))?;
+    let mut link = [0u8; tickets::LINK_LEN];
+    // SAFETY: the master opened this descriptor for this process alone, which reads it here
+    // once and closes it; nothing else in the process knows of it.
+    let mut keys = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    keys.read_exact(&mut link)
+        .map_err(|e| format!("cannot read the master's session ticket keys: {e}"))?;
+    tickets::adopt(&link).map_err(|e| e.to_string())
 }
 
 /// The watchdog's variables (sd_watchdog_enabled(3)).

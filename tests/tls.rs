@@ -1,6 +1,7 @@
 //! HTTPS interfaces against real clients: rustls' and Python's `ssl`, client certificates
-//! for each policy, plain HTTP on the TLS port, a stalled handshake, a certificate reload, and
-//! a large file.
+//! for each policy, plain HTTP on the TLS port, a PROXY header before the handshake, a stalled
+//! handshake, a certificate reload, sessions resumed across worker processes, and a large
+//! file.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 use skyrocket::{ClientCerts, ConfigBuilder};
 
 use common::certs::{client_pki, scratch_dir, self_signed, CertFiles, CLIENT_DN, CLIENT_SERIAL};
@@ -408,6 +409,48 @@ fn worker_processes_serve_the_tls_interfaces_of_their_master() {
     assert_eq!(var(&answer, "HTTPS"), Some("on"), "{answer}");
     let plain = Conn::new(common::connect(server.addrs[0])).request(&get("/hello"));
     assert_eq!(plain.status, 200);
+}
+
+/// How a new TLS connection to `addr` shook hands; it serves one request.
+fn handshake(addr: SocketAddr, config: Arc<ClientConfig>) -> HandshakeKind {
+    let mut tls = tls_stream(addr, config);
+    tls.write_all(ENVIRON).unwrap();
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    tls.conn.handshake_kind().unwrap()
+}
+
+#[test]
+fn a_session_resumes_on_every_worker_process_and_after_a_reload() {
+    // Each child seals tickets with the keys its master passed: a ticket from one opens on
+    // the other (the kernel spreads new connections over both), and on the reload's children.
+    let dir = scratch_dir("tls-resume-workers");
+    let files = self_signed(&dir);
+    let certs = cert_args(&files);
+    let mut args = vec!["--workers", "2", "--min-threads", "2"];
+    args.extend(["--tls-bind", "127.0.0.1:0"]);
+    args.extend(certs.iter().map(String::as_str));
+    let server = Running::start(&args);
+    let addr = server.addrs[0];
+    let config = client_config(&files.cert, None);
+    assert_eq!(handshake(addr, config.clone()), HandshakeKind::Full);
+    for n in 0..16 {
+        assert_eq!(
+            handshake(addr, config.clone()),
+            HandshakeKind::Resumed,
+            "{n}"
+        );
+    }
+    server.signal("HUP");
+    server.line_with("reload done: 2 new worker processes serve, 2 old ones stop");
+    for n in 0..8 {
+        assert_eq!(
+            handshake(addr, config.clone()),
+            HandshakeKind::Resumed,
+            "{n}"
+        );
+    }
 }
 
 #[test]

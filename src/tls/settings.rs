@@ -13,7 +13,7 @@ use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::version::{TLS12, TLS13};
 use rustls::{InconsistentKeys, RootCertStore, ServerConfig};
 
-use super::TlsError;
+use super::{tickets, TlsError};
 
 /// The sessions a TLS interface remembers for resumption by session ID, for clients that do
 /// not take tickets: a few hundred bytes each, about 1 MiB in all (as nginx's
@@ -86,7 +86,7 @@ impl TlsSettings {
         let mut config = builder
             .with_single_cert(chain, private_key)
             .map_err(|e| pair_error(e, cert, key))?;
-        resume_sessions(&mut config)?;
+        resume_sessions(&mut config, &ticket_context(cert, key, ca_certs, policy))?;
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
         // The server's order of cipher suites (rustls', strongest first) wins over the client's.
         config.ignore_client_order = true;
@@ -113,11 +113,30 @@ impl TlsSettings {
 }
 
 /// Turns session resumption on: a session cache (for resumption by session ID) and
-/// stateless tickets, whose keys rotate every 6 hours.
-fn resume_sessions(config: &mut ServerConfig) -> Result<(), TlsError> {
+/// stateless tickets, whose keys rotate every 6 hours and are the same in every worker
+/// process of a master and across restarts, for interfaces of the same `context` (see
+/// [`tickets`]).
+fn resume_sessions(config: &mut ServerConfig, context: &[u8]) -> Result<(), TlsError> {
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-    config.ticketer = aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Crypto(e.to_string()))?;
+    config.ticketer = tickets::ticketer(context)?;
     Ok(())
+}
+
+/// What makes an interface's security, which its tickets are bound to: the files it serves
+/// with, and the client certificates it asks for and trusts.
+fn ticket_context(
+    cert: &Path,
+    key: &Path,
+    ca_certs: Option<&Path>,
+    policy: ClientCerts,
+) -> Vec<u8> {
+    let ca_certs = ca_certs.filter(|_| policy != ClientCerts::None);
+    let mut context = policy.to_string().into_bytes();
+    for path in [Some(cert), Some(key), ca_certs].into_iter().flatten() {
+        context.push(0);
+        context.extend_from_slice(path.as_os_str().as_encoded_bytes());
+    }
+    context
 }
 
 /// How client certificates are checked under `policy`: `None` when none is asked for.
@@ -436,6 +455,41 @@ mod tests {
         h2_only.alpn_protocols = vec![b"h2".to_vec()];
         let refused = connect_tls(&Arc::new(h2_only), config).unwrap_err();
         assert_eq!(refused, rustls::Error::NoApplicationProtocol);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_ticket_resumes_after_a_reload() {
+        let dir = certs::scratch_dir("tls-resume-reload");
+        let server = certs::self_signed(&dir);
+        let settings = TlsSettings::load(&server.cert, &server.key, None, ClientCerts::None);
+        let settings = settings.unwrap();
+        let client = tls_client(&server.cert, None, TLS13_AES_128_GCM_SHA256);
+        let first = connect_tls(&client, settings.server_config()).unwrap();
+        assert_eq!(first.handshake_kind(), Some(HandshakeKind::Full));
+        let reloaded = settings.reload().unwrap().server_config();
+        let again = connect_tls(&client, reloaded).unwrap();
+        assert_eq!(again.handshake_kind(), Some(HandshakeKind::Resumed));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_ticket_does_not_resume_where_a_client_certificate_is_required() {
+        let dir = certs::scratch_dir("tls-resume-policy");
+        let server = certs::self_signed(&dir);
+        let pki = certs::client_pki(&dir);
+        let load = |policy| {
+            let ca = Some(pki.ca.as_path());
+            let settings = TlsSettings::load(&server.cert, &server.key, ca, policy);
+            settings.unwrap().server_config()
+        };
+        let client = tls_client(&server.cert, None, TLS13_AES_128_GCM_SHA256);
+        let optional = connect_tls(&client, load(ClientCerts::Optional)).unwrap();
+        assert_eq!(optional.handshake_kind(), Some(HandshakeKind::Full));
+        let again = connect_tls(&client, load(ClientCerts::Optional)).unwrap();
+        assert_eq!(again.handshake_kind(), Some(HandshakeKind::Resumed));
+        let required = connect_tls(&client, load(ClientCerts::Required));
+        assert!(required.is_err(), "resumed without a certificate");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
