@@ -235,9 +235,9 @@ impl Server {
     /// the new ones, open ones keep theirs; files that do not load are logged, and the
     /// interface keeps what it had.
     fn reload_tls(&mut self) {
-        let settings = tls_settings(&self.config);
-        for ((socket, settings), current) in self.sockets.iter().zip(settings).zip(&mut self.tls) {
-            let Some(settings) = settings else {
+        let roles = socket_roles(&self.config);
+        for ((socket, role), current) in self.sockets.iter().zip(roles).zip(&mut self.tls) {
+            let Some(settings) = role.tls else {
                 continue;
             };
             match settings.reload() {
@@ -285,8 +285,9 @@ impl Server {
 
     fn start_listeners(&self, generation: &Generation) -> Vec<Addr<Listener>> {
         let mut listeners = Vec::new();
-        let standby = standby_delays(&self.config);
-        for ((socket, tls), standby) in self.sockets.iter().zip(&self.tls).zip(standby) {
+        let roles = socket_roles(&self.config);
+        for ((socket, tls), role) in self.sockets.iter().zip(&self.tls).zip(roles) {
+            let standby = role.standby.then_some(self.config.standby_delay);
             match socket.try_clone() {
                 Ok(dup) => {
                     let to = generation.dispatcher.clone().recipient();
@@ -349,30 +350,36 @@ pub(crate) fn listening_sockets(config: &Config) -> Result<Vec<TcpListener>, Ser
 /// The TLS configuration of each of [`listening_sockets`]`(config)`, in the same order
 /// (`None` for a plain one).
 pub(crate) fn tls_configs(config: &Config) -> Vec<Option<Arc<rustls::ServerConfig>>> {
-    (tls_settings(config).into_iter())
-        .map(|settings| settings.map(|tls| tls.server_config()))
+    (socket_roles(config).into_iter())
+        .map(|role| role.tls.map(|tls| tls.server_config()))
         .collect()
 }
 
-/// The TLS settings of each of [`listening_sockets`]`(config)`, in the same order: its
-/// interface's, or those of the socket given already listening (`None`: plain HTTP).
-fn tls_settings(config: &Config) -> Vec<Option<&Arc<TlsSettings>>> {
-    match config.listeners.is_empty() {
-        true => (config.interfaces.iter())
-            .map(|iface| iface.tls.as_ref())
-            .collect(),
-        false => (config.listeners.iter()).map(|l| l.tls.as_ref()).collect(),
-    }
+/// What a listening socket serves as, beside the socket itself.
+#[derive(Clone, Copy)]
+struct SocketRole<'a> {
+    /// What it serves TLS with (`None`: plain HTTP).
+    tls: Option<&'a Arc<TlsSettings>>,
+    /// A sibling worker process's socket, taken from on standby (see
+    /// `config::Listening::standby`).
+    standby: bool,
 }
 
-/// For each of [`listening_sockets`]`(config)`, in the same order, the standby delay of a
-/// sibling worker process's socket (see `config::Listening::standby`), `None` for one's own.
-fn standby_delays(config: &Config) -> Vec<Option<Duration>> {
-    let delay = |standby: bool| standby.then_some(config.standby_delay);
+/// The role of each of [`listening_sockets`]`(config)`, in the same order: its interface's,
+/// or that of the socket given already listening.
+fn socket_roles(config: &Config) -> Vec<SocketRole<'_>> {
     match config.listeners.is_empty() {
-        true => vec![None; config.interfaces.len()],
+        true => (config.interfaces.iter())
+            .map(|iface| SocketRole {
+                tls: iface.tls.as_ref(),
+                standby: false,
+            })
+            .collect(),
         false => (config.listeners.iter())
-            .map(|l| delay(l.standby))
+            .map(|given| SocketRole {
+                tls: given.tls.as_ref(),
+                standby: given.standby,
+            })
             .collect(),
     }
 }
