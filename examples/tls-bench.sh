@@ -4,7 +4,7 @@
 # a 10 MiB file. Both servers serve the same files with the same certificate (ECDSA P-256),
 # one worker each, pinned to CPU 0; wrk runs on CPU 1.
 #
-#   cargo build --release && examples/tls-bench.sh [DURATION]   (default 5s)
+#   cargo build --release && examples/tls-bench.sh [DURATION]   (default 5s; BIN=... another build)
 #
 # Needs nginx, wrk and openssl (Debian: nginx wrk openssl). Prints a markdown table.
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 . examples/lib.sh
 
 DURATION=${1:-5s}
-BIN=target/release/skyrocket
+BIN=${BIN:-target/release/skyrocket}
 WORK=$(mktemp -d /tmp/skyrocket-tls-bench.XXXXXX)
 PIDS=()
 cleanup() {
