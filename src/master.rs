@@ -524,8 +524,6 @@ fn signal_child(pid: u32, signal: Signal) {
     }
 }
 
-/// In a new child: dies with the master, and takes the sockets as descriptors 3, 4, ...
-/// (`dup2` leaves them open across exec).
 /// A socket holding the master's place in the chain of session ticket keys, for one child
 /// to read once (see `tls::tickets`), at a descriptor no move to 3, 4, ... overwrites.
 fn ticket_keys() -> io::Result<OwnedFd> {
@@ -535,6 +533,8 @@ fn ticket_keys() -> io::Result<OwnedFd> {
     rustix::io::fcntl_dupfd_cloexec(theirs, HIGH_FD).map_err(io::Error::from)
 }
 
+/// In a new child: dies with the master, and takes the sockets as descriptors 3, 4, ...
+/// (`dup2` leaves them open across exec).
 fn move_sockets(fds: &[i32]) -> io::Result<()> {
     rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
     for (at, fd) in (3..).zip(fds) {

@@ -138,11 +138,12 @@ impl Socket {
         })
     }
 
-    /// Gives the TLS session the bytes [`Socket::fill_plain`] read past the PROXY header: the
-    /// session's first records.
-    pub(crate) fn unread_records(&mut self, records: &[u8]) -> io::Result<()> {
+    /// On a TLS interface, gives the session what [`Socket::fill_plain`] read into `buf`
+    /// past the PROXY header (its first records), leaving `buf` empty; from there on, reads
+    /// go through the session. On a plain one, `buf` is left as it is.
+    pub(crate) fn start_tls(&mut self, buf: &mut BytesMut) -> io::Result<()> {
         match &mut self.tls {
-            Some(tls) => tls.receive_read(&self.stream, records),
+            Some(tls) => tls.receive_read(&self.stream, &buf.split()),
             None => Ok(()),
         }
     }

@@ -15,7 +15,7 @@
 //! (12 bytes), and the session sealed with AES-256-GCM under the interface's key of that
 //! period (the period is authenticated too).
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
@@ -174,9 +174,14 @@ fn chain() -> Result<&'static Mutex<Link>, TlsError> {
 
 /// The process's current link, for a child process to [`adopt`].
 pub(crate) fn export() -> Result<Link, TlsError> {
-    let mut link = chain()?.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(at_now(chain()?).clone())
+}
+
+/// `chain`, moved along to the clock's period.
+fn at_now(chain: &'static Mutex<Link>) -> MutexGuard<'static, Link> {
+    let mut link = chain.lock().unwrap_or_else(|e| e.into_inner());
     link.advance_to(period_now());
-    Ok(link.clone())
+    link
 }
 
 /// The ticketer of a TLS interface whose security `context` describes (interfaces of the
@@ -227,15 +232,6 @@ struct SharedTickets {
     context: Vec<u8>,
 }
 
-impl SharedTickets {
-    /// The link at the clock's period.
-    fn link(&self) -> std::sync::MutexGuard<'static, Link> {
-        let mut link = self.chain.lock().unwrap_or_else(|e| e.into_inner());
-        link.advance_to(period_now());
-        link
-    }
-}
-
 impl ProducesTickets for SharedTickets {
     fn enabled(&self) -> bool {
         true
@@ -246,11 +242,11 @@ impl ProducesTickets for SharedTickets {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        seal(&self.link(), &self.context, plain)
+        seal(&at_now(self.chain), &self.context, plain)
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        open(&self.link(), &self.context, cipher)
+        open(&at_now(self.chain), &self.context, cipher)
     }
 }
 

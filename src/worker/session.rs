@@ -363,20 +363,10 @@ impl Session<'_> {
             (self.peer, self.local) = (client, local);
         }
         (self.proxy, self.tls) = (None, header.tls);
-        self.start_tls_session()?;
-        Ok(true)
-    }
-
-    /// On a TLS interface, gives the session what was read past the PROXY header (its first
-    /// records): from there on, reads go through the session.
-    fn start_tls_session(&mut self) -> Result<(), NoHead> {
-        if self.socket.tls().is_none() {
-            return Ok(());
+        match self.socket.start_tls(&mut self.buf) {
+            Ok(()) => Ok(true),
+            Err(e) => Err(self.failed(&e)),
         }
-        let records = self.buf.split();
-        self.socket
-            .unread_records(&records)
-            .map_err(|e| self.failed(&e))
     }
 
     /// Closes a connection whose socket or TLS session failed: a client that spoke plain
